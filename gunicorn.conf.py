@@ -1,0 +1,50 @@
+"""Gunicorn settings for ml_app, read from the environment (Heroku and container conventions).
+
+Gunicorn treats every public module-level name here as a setting, so helpers are underscored.
+"""
+
+import os
+
+# Numeric libraries (OpenBLAS, MKL, OpenMP) default to one thread per core in *every* worker;
+# with N workers on N cores that is N*N threads fighting over the CPU. One each, set before the
+# app (and numpy) is imported by the preloading master.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+# --- Server socket -------------------------------------------------------------------------
+# 0.0.0.0 inside containers and on Heroku; `make run` binds 127.0.0.1 via HOST.
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+backlog = 2048
+
+# --- Worker processes ----------------------------------------------------------------------
+# Prediction is CPU-bound and each worker runs single-threaded numeric code, so one worker per
+# core keeps every core busy without context-switch thrash (the 2*cores+1 rule is for I/O-bound
+# apps). Typical range: 1-2x cores. WEB_CONCURRENCY is Heroku's and many platforms' convention.
+workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 2))
+worker_class = "sync"
+# A prediction that takes longer than this is stuck; the master replaces the worker.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# On SIGTERM, in-flight requests get this long to finish before workers are killed.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+# Recycle workers now and then to bound slow leaks; jitter keeps them from restarting together.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
+
+# --- Application ---------------------------------------------------------------------------
+wsgi_app = "ml_app:create_app()"
+# Load the models once in the master; forked workers share those pages copy-on-write.
+preload_app = True
+
+# --- Logging -------------------------------------------------------------------------------
+# The app writes one JSON line per request (with request id, model, version, rows). Gunicorn's
+# own access log would be a second line per request, so it is off unless ACCESS_LOG names a
+# file ("-" for stdout); when on, it is JSON too.
+accesslog = os.environ.get("ACCESS_LOG") or None
+access_log_format = (
+    '{"time":"%(t)s","logger":"gunicorn.access","remote":"%(h)s","method":"%(m)s",'
+    '"path":"%(U)s","status":%(s)s,"bytes":"%(B)s","duration_us":%(D)s,'
+    '"request_id":"%({x-request-id}o)s","user_agent":"%(a)s"}'
+)
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -1,0 +1,50 @@
+"""ml_app: a production model server for scikit-learn models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from ml_app.api import health, models, predict
+from ml_app.config import Settings
+from ml_app.errors import register_error_handlers
+from ml_app.json_provider import OrjsonProvider
+from ml_app.logging import register_request_logging
+from ml_app.registry import ModelRegistry
+from ml_app.state import EXTENSION_KEY, AppState
+from ml_app.store import LoadPolicy, ModelStore
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the WSGI app: settings from the environment (plus overrides), models loaded."""
+    settings = Settings.from_env(overrides=overrides)
+    app = Flask(__name__)
+    app.json_provider_class = OrjsonProvider
+    app.json = OrjsonProvider(app)
+    # Werkzeug answers 413 before the body is read when it is larger than this.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    register_request_logging(app, settings.log_level)
+    register_state(app, settings)
+    register_blueprints(app)
+    register_error_handlers(app)
+    return app
+
+
+def register_state(app: Flask, settings: Settings) -> None:
+    """Load the model store into a registry owned by this app."""
+    policy = LoadPolicy(
+        allow_version_mismatch=settings.allow_version_mismatch,
+        allow_pickle=settings.allow_pickle,
+        trusted_types=settings.trusted_types,
+    )
+    registry = ModelRegistry(ModelStore(settings.store), policy, settings.default_model)
+    app.extensions[EXTENSION_KEY] = AppState(settings=settings, registry=registry)
+    registry.load_all()
+
+
+def register_blueprints(app: Flask) -> None:
+    """Attach the HTTP routes."""
+    for module in (predict, models, health):
+        app.register_blueprint(module.bp)

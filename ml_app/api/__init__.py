@@ -1,0 +1,1 @@
+"""HTTP blueprints: prediction, model metadata and health."""

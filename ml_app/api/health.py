@@ -1,0 +1,31 @@
+"""Liveness and readiness endpoints for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from ml_app.state import app_state
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+@bp.get("/health/live")
+def live() -> Response:
+    """The process is up and answering."""
+    return current_app.json.response({"status": "ok", "live": True})
+
+
+@bp.get("/health/ready")
+def ready() -> Response:
+    """200 when every model's default version is loaded; 503 with the reasons otherwise."""
+    registry = app_state().registry
+    reasons = registry.not_ready_reasons()
+    models = {entry.name: entry.default_version for entry in registry.entries()}
+    if reasons:
+        response = current_app.json.response(
+            {"status": "not ready", "ready": False, "reasons": reasons, "models": models}
+        )
+        response.status_code = 503
+        return response
+    return current_app.json.response({"status": "ok", "ready": True, "models": models})

@@ -1,0 +1,41 @@
+"""Model metadata endpoints: what is in the store and what each version is."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from ml_app.state import app_state
+
+bp = Blueprint("models", __name__)
+
+
+@bp.get("/models")
+def list_models() -> Response:
+    """Every model with its versions, aliases, default version and readiness."""
+    registry = app_state().registry
+    models = [
+        {
+            "name": entry.name,
+            "default_version": entry.default_version,
+            "versions": list(entry.versions),
+            "aliases": entry.aliases,
+            "ready": entry.not_ready_reason() is None,
+        }
+        for entry in registry.entries()
+    ]
+    return current_app.json.response({"default_model": registry.default_model, "models": models})
+
+
+@bp.get("/models/<name>")
+def show_model(name: str) -> Response:
+    """One model: every version's load state and metadata."""
+    return current_app.json.response(app_state().registry.entry(name).describe())
+
+
+@bp.get("/model/info")
+def default_model_info() -> Response:
+    """Metadata of the version the default model serves."""
+    model = app_state().registry.resolve()
+    return current_app.json.response(
+        {"name": model.name, "version": model.version, "metadata": model.describe()}
+    )

@@ -1,0 +1,83 @@
+"""Settings read once from the environment (prefix ML_APP_), typed and validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "ML_APP_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected one of true/false, yes/no, on/off, 1/0")
+
+
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("expected a whole number greater than zero")
+    return value
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _parse_names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _setting(default: Any, parse: Callable[[str], Any]) -> Any:
+    return dataclasses.field(default=default, metadata={"parse": parse})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the application can be told from outside; each field is ML_APP_<NAME>."""
+
+    store: Path = _setting(PROJECT_ROOT / "model" / "store", lambda raw: Path(raw).expanduser())
+    default_model: str = _setting("iris", str.strip)
+    max_batch_rows: int = _setting(10_000, _parse_positive_int)
+    # 10 MiB holds a 10,000-row batch of 30 features written as JSON with room to spare.
+    max_body_bytes: int = _setting(10 * 1024 * 1024, _parse_positive_int)
+    log_level: str = _setting("INFO", _parse_log_level)
+    # A model trained with another scikit-learn minor version may predict differently: refused
+    # unless the operator says otherwise.
+    allow_version_mismatch: bool = _setting(False, _parse_bool)
+    # pickle/joblib artifacts run arbitrary code when loaded: only on explicit opt-in.
+    allow_pickle: bool = _setting(False, _parse_bool)
+    # Extra types skops may load beyond its defaults (e.g. a custom transformer's dotted path).
+    trusted_types: tuple[str, ...] = _setting((), _parse_names)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Build settings from ML_APP_* variables, then apply explicit overrides (tests)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = PREFIX + field.name.upper()
+            if name in environ:
+                try:
+                    values[field.name] = field.metadata["parse"](environ[name])
+                except ValueError as exc:
+                    raise SettingsError(f"{name}={environ[name]!r} is not valid: {exc}") from exc
+        values.update(overrides or {})
+        return cls(**values)

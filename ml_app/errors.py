@@ -1,0 +1,142 @@
+"""Domain exceptions and the one renderer that turns any failure into the JSON error shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("ml_app.errors")
+
+
+class ApiError(Exception):
+    """Base of every error the API answers on purpose; carries status, code and details."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(ApiError):
+    """The body is not JSON, or not the JSON object the route expects."""
+
+    status, code = 400, "bad_request"
+
+
+class InvalidInput(ApiError):
+    """Well-formed JSON that fails validation (shape, names, types, finiteness)."""
+
+    status, code = 422, "invalid_input"
+
+
+class ModelNotFound(ApiError):
+    """No model, version or alias by that name in the store."""
+
+    status, code = 404, "model_not_found"
+
+
+class ModelNotReady(ApiError):
+    """The model exists but its artifact failed to load; the reason is in the message."""
+
+    status, code = 503, "model_not_ready"
+
+
+class PayloadTooLarge(ApiError):
+    """The body or the batch exceeds the configured limit."""
+
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    """The request body is not sent as application/json."""
+
+    status, code = 415, "unsupported_media_type"
+
+
+# HTTP errors raised by Flask/Werkzeug itself (routing, methods, body limit), mapped to codes.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> Response:
+    """Render the one JSON error shape; the request id ties the body to the log line."""
+    body: dict[str, Any] = {
+        "error": message,
+        "code": code,
+        "status": status,
+        "request_id": g.get("request_id"),
+    }
+    if details:
+        body["details"] = details
+    g.error_code = code
+    response = current_app.json.response(body)
+    response.status_code = status
+    return response
+
+
+def _render_api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+def _render_validation_error(exc: ValidationError) -> Response:
+    details = _flatten(exc.normalized_messages())
+    first = next(iter(details.items()), ("body", ["Invalid input."]))
+    message = f"Invalid input: {first[0]}: {first[1][0]}"
+    return error_response(422, "invalid_input", message, details)
+
+
+def _render_http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    message = exc.description or exc.name
+    if status == 404:
+        message = f"No route for {request.method} {request.path}."
+    elif status == 405:
+        message = f"{request.method} is not allowed here; use {', '.join(exc.valid_methods or [])}."
+    elif status == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        message = f"Request body is larger than the {limit}-byte limit (ML_APP_MAX_BODY_BYTES)."
+    response = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+    if getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _render_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+    return error_response(500, "internal_error", "Internal server error.")
+
+
+def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn marshmallow's nested {field: {index: [msg]}} into {"field.index": [msg]}."""
+    if isinstance(messages, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in messages.items():
+            path = str(key) if key != "_schema" else ""
+            joined = f"{prefix}.{path}" if prefix and path else prefix or path
+            flat.update(_flatten(value, joined))
+        return flat
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return {prefix or "body": messages}
+    return {prefix or "body": [str(messages)]}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every kind of failure through the one JSON renderer."""
+    app.register_error_handler(ApiError, _render_api_error)
+    app.register_error_handler(ValidationError, _render_validation_error)
+    app.register_error_handler(HTTPException, _render_http_error)
+    app.register_error_handler(Exception, _render_unexpected)

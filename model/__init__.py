@@ -1,0 +1,1 @@
+"""Demo model training for ml_app's model store."""

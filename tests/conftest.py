@@ -1,0 +1,43 @@
+"""Shared fixtures: a demo model store trained into a temporary folder, and an app on it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ml_app import create_app
+from model.train import train_demo_models
+
+IRIS_SETOSA = [5.1, 3.5, 1.4, 0.2]
+IRIS_VIRGINICA = [6.7, 3.0, 5.2, 2.3]
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three demo models, trained once per test session (read-only: copy to change it)."""
+    root = tmp_path_factory.mktemp("store")
+    train_demo_models(root)
+    return root
+
+
+@pytest.fixture
+def store(demo_store: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of the demo store."""
+    return Path(shutil.copytree(demo_store, tmp_path / "store"))
+
+
+@pytest.fixture
+def app(demo_store: Path) -> Iterator[Flask]:
+    """An app serving the demo store."""
+    yield create_app({"store": demo_store})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Flask's test client for the app."""
+    return app.test_client()

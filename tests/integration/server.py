@@ -1,0 +1,98 @@
+"""Start and stop a real Gunicorn serving ml_app on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GunicornServer:
+    """Real Gunicorn with gunicorn.conf.py; stdout goes to a log file the tests can read."""
+
+    def __init__(
+        self,
+        store: Path,
+        log_path: Path,
+        workers: int = 3,
+        wait_for: str = "/health/live",
+        **env: str,
+    ) -> None:
+        self.wait_for = wait_for
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "ML_APP_STORE": str(store),
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> GunicornServer:
+        """Start and wait until `wait_for` answers 200 or the process dies."""
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early:\n{self.log_path.read_text()}")
+            try:
+                if requests.get(self.url + self.wait_for, timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer in {timeout}s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), then SIGKILL if it lingers; always reaps the process."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The JSON lines the server wrote (gunicorn's plain lines are skipped)."""
+        entries = []
+        for line in self.log_path.read_bytes().splitlines():
+            if line.startswith(b"{"):
+                entries.append(orjson.loads(line))
+        return entries
+
+    def __enter__(self) -> GunicornServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

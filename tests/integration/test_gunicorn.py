@@ -1,0 +1,106 @@
+"""Real Gunicorn with three workers on 127.0.0.1, real HTTP, real answers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.integration.server import GunicornServer
+
+
+@pytest.fixture(scope="module")
+def server(demo_store: Path, tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("gunicorn") / "server.log"
+    with GunicornServer(demo_store, log, workers=3, wait_for="/health/ready") as running:
+        yield running
+
+
+def test_ready_with_every_demo_model(server):
+    response = requests.get(server.url + "/health/ready", timeout=5)
+    assert response.status_code == 200
+    assert response.json()["models"] == {"breast_cancer": "1", "diabetes": "1", "iris": "1"}
+
+
+def test_concurrent_predictions_are_answered_by_several_workers(server):
+    cases = [(IRIS_SETOSA, "setosa"), (IRIS_VIRGINICA, "virginica")] * 150
+
+    def ask(case):
+        row, _ = case
+        with requests.Session() as session:
+            response = session.post(server.url + "/predict", json={"features": row}, timeout=10)
+        return response.status_code, response.json()["prediction"], response.headers["X-Request-ID"]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(ask, cases))
+    assert [(status, label) for status, label, _ in answers] == [(200, want) for _, want in cases]
+
+    request_ids = {rid for _, _, rid in answers}
+    served = [e for e in server.log_entries() if e.get("request_id") in request_ids]
+    assert len(served) == len(cases)  # one log line per request
+    workers = Counter(entry["pid"] for entry in served)
+    assert len(workers) >= 2, workers  # the load really was spread over processes
+
+
+def test_batch_and_named_models_over_http(server):
+    rows = [IRIS_SETOSA, IRIS_VIRGINICA] * 50
+    body = requests.post(server.url + "/predict/batch", json={"instances": rows}, timeout=10).json()
+    assert body["predictions"] == ["setosa", "virginica"] * 50
+    diabetes = requests.post(
+        server.url + "/models/diabetes/versions/1/predict",
+        json={"features": [0.01] * 10},
+        timeout=10,
+    ).json()
+    assert isinstance(diabetes["prediction"], float)
+    assert diabetes["version"] == "1"
+
+
+def test_errors_over_http_are_json(server):
+    oversized = requests.post(
+        server.url + "/predict",
+        data=b'{"features": [' + b"1.0, " * 3_000_000 + b"1.0]}",
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert oversized.status_code == 413
+    assert oversized.json()["code"] == "payload_too_large"
+
+    malformed = requests.post(
+        server.url + "/predict",
+        data=b"{not json",
+        headers={"Content-Type": "application/json", "X-Request-ID": "req-42"},
+        timeout=5,
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["request_id"] == "req-42"
+    assert malformed.headers["X-Request-ID"] == "req-42"
+
+    assert requests.get(server.url + "/nope", timeout=5).json()["code"] == "not_found"
+    still_up = requests.post(server.url + "/predict", json={"features": IRIS_SETOSA}, timeout=5)
+    assert still_up.json()["prediction"] == "setosa"
+
+
+def test_broken_artifact_leaves_gunicorn_up_and_not_ready(store: Path, tmp_path: Path):
+    artifact = store / "iris" / "1" / "model.skops"
+    artifact.write_bytes(b"garbage" + artifact.read_bytes())
+    with GunicornServer(store, tmp_path / "broken.log", workers=2) as server:
+        assert requests.get(server.url + "/health/live", timeout=5).status_code == 200
+        ready = requests.get(server.url + "/health/ready", timeout=5)
+        assert ready.status_code == 503
+        assert "integrity check" in ready.json()["reasons"][0]
+        other = requests.post(
+            server.url + "/models/diabetes/predict", json={"features": [0.0] * 10}, timeout=5
+        )
+        assert other.status_code == 200
+
+
+def test_missing_store_leaves_gunicorn_up_and_not_ready(tmp_path: Path):
+    with GunicornServer(tmp_path / "absent", tmp_path / "absent.log", workers=2) as server:
+        assert requests.get(server.url + "/health", timeout=5).json()["live"] is True
+        ready = requests.get(server.url + "/health/ready", timeout=5)
+        assert ready.status_code == 503
+        assert "does not exist" in ready.json()["reasons"][0]

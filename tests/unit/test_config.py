@@ -1,0 +1,53 @@
+"""Settings from the environment: types, defaults and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ml_app.config import PROJECT_ROOT, Settings, SettingsError
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert settings.store == PROJECT_ROOT / "model" / "store"
+    assert (settings.default_model, settings.max_batch_rows) == ("iris", 10_000)
+    assert settings.allow_pickle is False
+
+
+def test_values_are_parsed_by_type():
+    settings = Settings.from_env(
+        {
+            "ML_APP_STORE": "/srv/models",
+            "ML_APP_MAX_BATCH_ROWS": "50",
+            "ML_APP_ALLOW_PICKLE": "yes",
+            "ML_APP_LOG_LEVEL": "debug",
+            "ML_APP_TRUSTED_TYPES": "a.B, c.D",
+            "UNRELATED": "x",
+        }
+    )
+    assert settings.store == Path("/srv/models")
+    assert settings.max_batch_rows == 50
+    assert settings.allow_pickle is True
+    assert settings.log_level == "DEBUG"
+    assert settings.trusted_types == ("a.B", "c.D")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ML_APP_MAX_BATCH_ROWS", "0"),
+        ("ML_APP_MAX_BODY_BYTES", "ten"),
+        ("ML_APP_ALLOW_PICKLE", "maybe"),
+        ("ML_APP_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_overrides_win_over_environment():
+    settings = Settings.from_env({"ML_APP_DEFAULT_MODEL": "a"}, overrides={"default_model": "b"})
+    assert settings.default_model == "b"
