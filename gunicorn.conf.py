@@ -48,3 +48,10 @@ access_log_format = (
 )
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# --- Control socket --------------------------------------------------------------------------
+# Gunicorn's runtime control socket defaults to one fixed path per user, so two servers on one
+# host (replicas, tests, a benchmark's ceiling beside the app) would fight over it, and a
+# read-only or HOME-less container user cannot create it. Off unless a path is given.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or "gunicorn.ctl"
+control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
