@@ -7,9 +7,11 @@ from typing import Any
 
 from flask import Flask
 
+from ml_app import metrics
 from ml_app.api import health, models, predict
 from ml_app.config import Settings
 from ml_app.errors import register_error_handlers
+from ml_app.extensions import exporter
 from ml_app.json_provider import OrjsonProvider
 from ml_app.logging import register_request_logging
 from ml_app.registry import ModelRegistry
@@ -29,6 +31,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_state(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
+    register_metrics(app)
     return app
 
 
@@ -48,3 +51,9 @@ def register_blueprints(app: Flask) -> None:
     """Attach the HTTP routes."""
     for module in (predict, models, health):
         app.register_blueprint(module.bp)
+
+
+def register_metrics(app: Flask) -> None:
+    """Serve /metrics, count requests, and publish the loaded models' state."""
+    exporter.init_app(app)
+    metrics.init_app(app)

@@ -43,8 +43,16 @@ def _parse_names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _setting(default: Any, parse: Callable[[str], Any]) -> Any:
-    return dataclasses.field(default=default, metadata={"parse": parse})
+def _parse_token(raw: str) -> str:
+    token = raw.strip()
+    if any(char.isspace() for char in token):
+        raise ValueError("a token cannot contain whitespace")
+    return token
+
+
+def _setting(default: Any, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
+    # Secrets stay out of repr(), so settings can be logged or shown in a traceback safely.
+    return dataclasses.field(default=default, repr=not secret, metadata={"parse": parse})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +72,8 @@ class Settings:
     allow_pickle: bool = _setting(False, _parse_bool)
     # Extra types skops may load beyond its defaults (e.g. a custom transformer's dotted path).
     trusted_types: tuple[str, ...] = _setting((), _parse_names)
+    # When set, /metrics answers only requests with "Authorization: Bearer <token>".
+    metrics_token: str = _setting("", _parse_token, secret=True)
 
     @classmethod
     def from_env(

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, g
 from marshmallow import Schema
 
 from ml_app.inference import LoadedModel, Outputs
+from ml_app.metrics import observed_predict
 from ml_app.schemas import BatchPredictRequest, PredictRequest, load_matrix
 from ml_app.state import app_state
 
@@ -38,7 +39,7 @@ def _serve(schema: Schema, name: str | None, version: str | None) -> Response:
     g.model, g.version = model.name, model.version
     matrix, single_row = load_matrix(schema, model, state.settings.max_batch_rows)
     g.rows = len(matrix)
-    outputs = model.predict(matrix)
+    outputs = observed_predict(model, matrix)
     body = _render_one(model, outputs) if single_row else _render_batch(model, outputs)
     return current_app.json.response(body)
 

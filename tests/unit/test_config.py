@@ -41,6 +41,7 @@ def test_values_are_parsed_by_type():
         ("ML_APP_MAX_BODY_BYTES", "ten"),
         ("ML_APP_ALLOW_PICKLE", "maybe"),
         ("ML_APP_LOG_LEVEL", "LOUD"),
+        ("ML_APP_METRICS_TOKEN", "two words"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
@@ -51,3 +52,10 @@ def test_bad_values_name_the_variable(name, value):
 def test_overrides_win_over_environment():
     settings = Settings.from_env({"ML_APP_DEFAULT_MODEL": "a"}, overrides={"default_model": "b"})
     assert settings.default_model == "b"
+
+
+def test_metrics_token_is_off_by_default_and_kept_out_of_repr():
+    assert Settings.from_env({}).metrics_token == ""
+    settings = Settings.from_env({"ML_APP_METRICS_TOKEN": "  s3cret-token \n"})
+    assert settings.metrics_token == "s3cret-token"
+    assert "s3cret" not in repr(settings)

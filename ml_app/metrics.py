@@ -1,0 +1,227 @@
+"""Prometheus metrics, defined once per process: HTTP by URL rule, and per model and version.
+
+Under Gunicorn, prometheus_client runs in multiprocess mode (PROMETHEUS_MULTIPROC_DIR set by
+the start command): every worker writes its samples to files and `/metrics` merges them all.
+Without it (Flask's test client, `flask run`) the same objects count in-process. Either way the
+metric objects are created once, at import, so any number of apps can share them.
+
+Protocol views call `observed_predict(model, matrix)` instead of `model.predict(matrix)`, and
+set `g.model` / `g.version` once the model is resolved (validation failures are counted from it).
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import re
+import time
+from collections import Counter as Tally
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from flask import Flask, Response, g, request
+from prometheus_client import Counter, Gauge, Histogram
+
+from ml_app.errors import error_response
+from ml_app.inference import LoadedModel, Outputs
+from ml_app.state import EXTENSION_KEY, app_state
+
+MODEL_LABELS = ("model", "version")
+# Error codes that mean "the request did not fit the model" once a model was resolved.
+VALIDATION_REASONS = ("bad_request", "invalid_input", "payload_too_large", "unsupported_media_type")
+# Probes and scrapes arrive every few seconds and answer in microseconds: timed, they would drown
+# the latency of real traffic. They are still counted.
+_UNTIMED_ROUTE = re.compile(r"(^|/)(health|metrics|ping)(/|$)")
+_UNMATCHED_ROUTE = "unmatched"  # 404/405: no URL rule matched, so no unbounded raw paths
+# Any other method a client invents is counted as "other": labels must stay a bounded set.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+HTTP_REQUESTS = Counter(
+    "ml_app_http_requests",
+    "HTTP requests answered, by method, URL rule and status.",
+    ("method", "route", "status"),
+)
+HTTP_LATENCY = Histogram(
+    "ml_app_http_request_duration_seconds",
+    "Time from the request reaching the app to its response, by URL rule (probes excluded).",
+    ("method", "route"),
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PREDICTIONS = Counter(
+    "ml_app_predictions",
+    "Rows predicted, by predicted class for classifiers (empty class for regressors).",
+    (*MODEL_LABELS, "class"),
+)
+ROWS = Histogram(
+    "ml_app_prediction_rows",
+    "Rows per prediction request.",
+    MODEL_LABELS,
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000),
+)
+INFERENCE_SECONDS = Histogram(
+    "ml_app_inference_duration_seconds",
+    "Time spent in the model call alone (no parsing, validation or rendering).",
+    MODEL_LABELS,
+    # 10 us (a linear model on one row) to 1 s (a large forest on a big batch).
+    buckets=(
+        *(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3),
+        *(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    ),
+)
+VALIDATION_FAILURES = Counter(
+    "ml_app_validation_failures",
+    "Prediction requests refused before the model call, by reason (the error code).",
+    (*MODEL_LABELS, "reason"),
+)
+# Gauges: a worker that dies takes its values with it (child_exit); the others still report.
+MODEL_READY = Gauge(
+    "ml_app_model_ready",
+    "1 when the model version is loaded and serving, 0 when it failed to load.",
+    MODEL_LABELS,
+    multiprocess_mode="livemax",
+)
+MODEL_LOAD_SECONDS = Gauge(
+    "ml_app_model_load_duration_seconds",
+    "How long loading and verifying the model version took.",
+    MODEL_LABELS,
+    multiprocess_mode="livemax",
+)
+
+
+class ModelSeries:
+    """One model version's series, resolved once so a request does no label lookups."""
+
+    def __init__(self, name: str, version: str, class_labels: list[Any]) -> None:
+        self._labels = (name, version)
+        self.rows = ROWS.labels(*self._labels)
+        self.inference = INFERENCE_SECONDS.labels(*self._labels)
+        # Regressors predict no class: their rows count under the empty class.
+        classes = class_labels or [""]
+        self.classes = {label: PREDICTIONS.labels(*self._labels, str(label)) for label in classes}
+        self.failures = {
+            r: VALIDATION_FAILURES.labels(*self._labels, r) for r in VALIDATION_REASONS
+        }
+
+    def record(self, outputs: Outputs, rows: int) -> None:
+        """Count one answered request: its rows and what was predicted."""
+        self.rows.observe(rows)
+        labels = outputs.labels
+        if labels is None:
+            self._class("").inc(rows)
+        elif rows == 1:
+            self._class(labels[0]).inc()
+        else:
+            for label, count in Tally(labels).items():
+                self._class(label).inc(count)
+
+    def _class(self, label: Any) -> Any:
+        child = self.classes.get(label)
+        if child is None:  # a label the metadata did not list: still counted, cached from now on
+            child = self.classes[label] = PREDICTIONS.labels(*self._labels, str(label))
+        return child
+
+
+# Keyed by name and version, not by model object: a reloaded copy of a version shares its series.
+_SERIES: dict[tuple[str, str], ModelSeries] = {}
+_HTTP_SERIES: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
+
+
+def series_for(model: LoadedModel) -> ModelSeries:
+    """The model version's series, created (at zero) on first use."""
+    series = _SERIES.get((model.name, model.version))
+    if series is None:
+        series = ModelSeries(model.name, model.version, model.class_labels)
+        _SERIES[(model.name, model.version)] = series
+    return series
+
+
+def observed_predict(model: LoadedModel, matrix: np.ndarray) -> Outputs:
+    """`model.predict(matrix)`, recording inference time, rows and predictions."""
+    series = series_for(model)
+    started = time.perf_counter()
+    outputs = model.predict(matrix)
+    series.inference.observe(time.perf_counter() - started)
+    series.record(outputs, len(matrix))
+    return outputs
+
+
+def publish_model_state(app: Any) -> None:
+    """Set every version's ready and load-time gauges and create its series at zero.
+
+    Called when the app is built and again in each Gunicorn worker as it starts: the preloading
+    master's samples are wiped with the rest of the directory when the server starts.
+    """
+    state = getattr(app, "extensions", {}).get(EXTENSION_KEY)
+    if state is None:  # not our app (e.g. Gunicorn's placeholder for an app that failed to load)
+        return
+    registry = state.registry
+    for entry in registry.entries():
+        for version in entry.versions.values():
+            MODEL_READY.labels(entry.name, version.version).set(1 if version.model else 0)
+            MODEL_LOAD_SECONDS.labels(entry.name, version.version).set(version.load_seconds)
+            if version.model:
+                series_for(version.model)
+        if not entry.versions:  # the model's folder could not be read
+            MODEL_READY.labels(entry.name, "").set(0)
+    if registry.default_model not in {entry.name for entry in registry.entries()}:
+        # Say so with a series: "no ready model" must be visible even with an empty store.
+        MODEL_READY.labels(registry.default_model, "").set(0)
+
+
+def _http_series(method: str, route: str | None, status: int) -> tuple[Any, Any]:
+    key = (method, route, status)
+    series = _HTTP_SERIES.get(key)
+    if series is None:
+        label = route or _UNMATCHED_ROUTE
+        latency = None if _UNTIMED_ROUTE.search(label) else HTTP_LATENCY.labels(method, label)
+        series = _HTTP_SERIES[key] = (HTTP_REQUESTS.labels(method, label, str(status)), latency)
+    return series
+
+
+def _observe_request(response: Response) -> Response:
+    # One context lookup each: every attribute read through the proxies would repeat it.
+    req, state = request._get_current_object(), g._get_current_object()
+    rule = req.url_rule
+    method = req.method if req.method in _METHODS else "other"
+    count, latency = _http_series(
+        method, rule.rule if rule is not None else None, response.status_code
+    )
+    count.inc()
+    started = getattr(state, "started", None)  # set by the request logger as the request began
+    if latency is not None and started is not None:
+        latency.observe(time.perf_counter() - started)
+    reason = getattr(state, "error_code", None)
+    if reason in VALIDATION_REASONS and hasattr(state, "model"):
+        series = _SERIES.get((state.model, state.version))
+        if series is not None:
+            series.failures[reason].inc()
+        else:
+            VALIDATION_FAILURES.labels(state.model, state.version, reason).inc()
+    return response
+
+
+def require_metrics_token(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Guard the /metrics view with ML_APP_METRICS_TOKEN as a bearer token, when one is set."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        expected = app_state().settings.metrics_token
+        if expected:
+            auth = request.authorization
+            given = auth.token if auth is not None and auth.type == "bearer" else None
+            if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+                response = error_response(
+                    401, "unauthorized", "/metrics needs 'Authorization: Bearer <token>'."
+                )
+                response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+                return response
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def init_app(app: Flask) -> None:
+    """Count this app's requests and publish its models' state."""
+    app.after_request(_observe_request)
+    publish_model_state(app)

@@ -1,0 +1,50 @@
+"""Read a /metrics exposition with prometheus_client's own parser, and sum samples by labels."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+PROMTOOL_MISSING = "promtool not found: `make test` installs it (Debian package `prometheus`)"
+
+
+@dataclass(frozen=True)
+class Exposition:
+    """The samples of one scrape, as (name, labels) -> value."""
+
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+    @classmethod
+    def parse(cls, text: str) -> Exposition:
+        """Parse the text format; raises on anything Prometheus would refuse."""
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return cls(samples)
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of the samples named `name` whose labels include `labels`."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= ls)
+
+    def series(self, name: str, **labels: str) -> list[dict[str, str]]:
+        """The label sets of the samples named `name` that include `labels`."""
+        wanted = set(labels.items())
+        return [dict(ls) for (n, ls) in self.samples if n == name and wanted <= ls]
+
+    def names(self) -> set[str]:
+        """Every sample name present."""
+        return {name for name, _ in self.samples}
+
+
+def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run promtool (Debian package `prometheus`) and return what it said."""
+    binary = shutil.which("promtool")
+    assert binary, PROMTOOL_MISSING
+    return subprocess.run(
+        [binary, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
