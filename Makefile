@@ -10,7 +10,13 @@ PORT   ?= 8000
 
 export ML_APP_STORE ?= $(abspath $(STORE))
 
-.PHONY: help venv dev e2e-deps model run test unit integration e2e lint format clean
+# Prometheus multiprocess directory for `make run` (one per port; emptied when Gunicorn starts).
+METRICS_DIR ?= /tmp/ml_app-metrics-$(PORT)
+# Test servers get their own; one inherited from the shell would put the in-process unit tests
+# in multiprocess mode.
+unexport PROMETHEUS_MULTIPROC_DIR
+
+.PHONY: help venv dev e2e-deps prometheus-tools model run test unit integration e2e lint format clean
 
 help:
 	@echo "make run    - set up and serve on $(HOST):$(PORT) (PORT, WEB_CONCURRENCY override)"
@@ -33,6 +39,14 @@ $(BIN)/.e2e: requirements-e2e.txt $(BIN)/.dev
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-e2e.txt
 	touch $@
 
+# promtool and the Prometheus server (Debian package `prometheus`): the metrics checks run the
+# real ones. Installed once, when missing; the lock timeout waits out a concurrent apt run.
+prometheus-tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+		apt-get -o DPkg::Lock::Timeout=600 update && \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
+			--no-install-recommends prometheus; }
+
 venv: $(BIN)/.runtime
 dev: $(BIN)/.dev
 e2e-deps: $(BIN)/.e2e
@@ -41,18 +55,19 @@ model: venv
 	$(BIN)/python -m model.train --store $(ML_APP_STORE)
 
 run: venv model
-	HOST=$(HOST) PORT=$(PORT) exec $(BIN)/gunicorn --config gunicorn.conf.py
+	HOST=$(HOST) PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) \
+		exec $(BIN)/gunicorn --config gunicorn.conf.py
 
-test: dev
+test: dev prometheus-tools
 	$(BIN)/python -m pytest tests/unit tests/integration
 
 unit: dev
 	$(BIN)/python -m pytest tests/unit
 
-integration: dev
+integration: dev prometheus-tools
 	$(BIN)/python -m pytest tests/integration
 
-e2e: e2e-deps
+e2e: e2e-deps prometheus-tools
 	$(BIN)/python -m pytest tests/e2e
 
 lint: dev

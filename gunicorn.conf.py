@@ -3,7 +3,10 @@
 Gunicorn treats every public module-level name here as a setting, so helpers are underscored.
 """
 
+import glob
 import os
+
+from prometheus_client.multiprocess import mark_process_dead
 
 # Numeric libraries (OpenBLAS, MKL, OpenMP) default to one thread per core in *every* worker;
 # with N workers on N cores that is N*N threads fighting over the CPU. One each, set before the
@@ -55,3 +58,41 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # read-only or HOME-less container user cannot create it. Off unless a path is given.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or "gunicorn.ctl"
 control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+
+# --- Metrics -------------------------------------------------------------------------------
+# Each worker writes its Prometheus samples to files in PROMETHEUS_MULTIPROC_DIR and /metrics
+# merges them, so counts are exact across workers and survive a worker's death. The start command
+# sets it before Python starts (prometheus_client picks its mode when first imported). Without it
+# every scrape would see one worker's numbers, so refuse to start instead of serving wrong ones.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if not _metrics_dir:
+    raise RuntimeError(
+        "PROMETHEUS_MULTIPROC_DIR is not set: point it at an empty, writable directory private "
+        "to this server (e.g. PROMETHEUS_MULTIPROC_DIR=/tmp/ml_app-metrics gunicorn -c ...)"
+    )
+# The preloaded app writes its first samples while loading, before any hook below runs.
+os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def on_starting(server):
+    """Empty the metrics directory: files from an earlier run would be counted again."""
+    if server.master_pid:  # re-executed master (USR2): the old one's workers still write here
+        return
+    for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.remove(stale)
+
+
+def post_worker_init(worker):
+    """Publish the models' gauges and zero series from this worker.
+
+    The master loaded the models (preload_app) before on_starting, so the samples it wrote then
+    were wiped with the rest; each worker writes its own, before it takes a request.
+    """
+    from ml_app.metrics import publish_model_state
+
+    publish_model_state(worker.wsgi)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's gauges; its counters stay in the directory, so totals never drop."""
+    mark_process_dead(worker.pid, _metrics_dir)

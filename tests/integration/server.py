@@ -24,6 +24,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def terminate(process: subprocess.Popen | None, grace: float = 20) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; always reaps the process."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class GunicornServer:
     """Real Gunicorn with gunicorn.conf.py; stdout goes to a log file the tests can read."""
 
@@ -39,12 +51,15 @@ class GunicornServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        # Set before Python starts, as every start command must; one directory per server.
+        self.metrics_dir = log_path.with_name(log_path.stem + "-metrics")
         self.env = {
             **os.environ,
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
             "ML_APP_STORE": str(store),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
             **env,
         }
         self.process: subprocess.Popen | None = None
@@ -74,14 +89,15 @@ class GunicornServer:
 
     def stop(self) -> None:
         """SIGTERM (graceful), then SIGKILL if it lingers; always reaps the process."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
+
+    def worker_pids(self) -> set[int]:
+        """The PIDs of the master's children right now: its workers."""
+        assert self.process is not None
+        pids: set[int] = set()
+        for children in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            pids.update(int(pid) for pid in children.read_text().split())
+        return pids
 
     def log_entries(self) -> list[dict[str, Any]]:
         """The JSON lines the server wrote (gunicorn's plain lines are skipped)."""

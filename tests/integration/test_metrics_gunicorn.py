@@ -1,0 +1,144 @@
+"""/metrics under real Gunicorn (3 workers): exact across workers, a killed worker, a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.integration.server import GunicornServer
+from tests.prometheus_text import Exposition, promtool
+
+PREDICTIONS = 300
+SCRAPES = 5
+
+
+@pytest.fixture
+def server(demo_store: Path, tmp_path: Path) -> Iterator[GunicornServer]:
+    with GunicornServer(demo_store, tmp_path / "server.log", workers=3) as running:
+        wait_for_workers(running, 3)
+        yield running
+
+
+def wait_for_workers(server: GunicornServer, count: int, gone: set[int] = frozenset()) -> set[int]:
+    """Wait (bounded) until the master has `count` workers, none of them in `gone`."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = server.worker_pids()
+        if len(pids) == count and not pids & gone:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} workers without {gone}, have {server.worker_pids()}")
+
+
+def scrape_text(server: GunicornServer) -> str:
+    response = requests.get(server.url + "/metrics", timeout=10)
+    assert response.status_code == 200
+    return response.text
+
+
+def scrape(server: GunicornServer) -> Exposition:
+    return Exposition.parse(scrape_text(server))
+
+
+def predict_all(server: GunicornServer, rows: list[list[float]]) -> list[tuple[int, str, str]]:
+    """POST each row to /predict, 12 at a time: (status, prediction, request id) per row."""
+
+    def ask(row: list[float]) -> tuple[int, str, str]:
+        with requests.Session() as session:
+            response = session.post(server.url + "/predict", json={"features": row}, timeout=10)
+        return response.status_code, response.json()["prediction"], response.headers["X-Request-ID"]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        return list(pool.map(ask, rows))
+
+
+def assert_totals(metrics: Exposition, requests_sent: int, by_class: dict[str, int]) -> None:
+    predict_route = {"route": "/predict", "method": "POST"}
+    assert metrics.total("ml_app_http_requests_total", **predict_route) == requests_sent
+    assert (
+        metrics.total("ml_app_http_requests_total", **predict_route, status="200") == requests_sent
+    )
+    assert metrics.total("ml_app_http_request_duration_seconds_count", **predict_route) == (
+        requests_sent
+    )
+    iris = {"model": "iris", "version": "1"}
+    assert metrics.total("ml_app_predictions_total", **iris) == requests_sent
+    for cls, count in by_class.items():
+        assert metrics.total("ml_app_predictions_total", **iris, **{"class": cls}) == count
+    assert metrics.total("ml_app_inference_duration_seconds_count", **iris) == requests_sent
+    assert metrics.total("ml_app_prediction_rows_sum", **iris) == requests_sent
+    assert metrics.total("ml_app_model_ready", **iris) == 1
+
+
+def test_counts_are_exact_across_workers_and_a_killed_worker(server: GunicornServer):
+    fresh = scrape(server)
+    assert_totals(fresh, 0, {"setosa": 0, "versicolor": 0, "virginica": 0})
+
+    rows = [IRIS_SETOSA, IRIS_VIRGINICA] * (PREDICTIONS // 2)
+    answers = predict_all(server, rows)
+    assert [(status, label) for status, label, _ in answers] == [
+        (200, "setosa"),
+        (200, "virginica"),
+    ] * (PREDICTIONS // 2)
+    expected = {"setosa": PREDICTIONS // 2, "versicolor": 0, "virginica": PREDICTIONS // 2}
+
+    request_ids = {rid for _, _, rid in answers}
+    served = Counter(e["pid"] for e in server.log_entries() if e.get("request_id") in request_ids)
+    assert sum(served.values()) == PREDICTIONS
+    assert set(served) == server.worker_pids()  # every worker took a share
+    for _ in range(SCRAPES):
+        assert_totals(scrape(server), PREDICTIONS, expected)
+
+    victim, victim_share = served.most_common(1)[0]
+    assert victim_share > 0
+    os.kill(victim, signal.SIGKILL)
+    wait_for_workers(server, 3, gone={victim})
+    # child_exit dropped the dead worker's gauges; its counters stay in the merge.
+    assert not list(server.metrics_dir.glob(f"gauge_*_{victim}.db"))
+    assert (server.metrics_dir / f"counter_{victim}.db").exists()
+    for _ in range(SCRAPES):  # the dead worker's counts are still in the merge: nothing drops
+        assert_totals(scrape(server), PREDICTIONS, expected)
+
+    more = predict_all(server, [IRIS_SETOSA] * 30)
+    assert {status for status, _, _ in more} == {200}
+    expected["setosa"] += 30
+    final = scrape_text(server)
+    assert_totals(Exposition.parse(final), PREDICTIONS + 30, expected)
+
+    checked = promtool("check", "metrics", stdin=final)
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+
+
+def test_a_restart_counts_from_zero_not_from_the_last_run(demo_store: Path, tmp_path: Path):
+    metrics_dir = tmp_path / "metrics"
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with GunicornServer(demo_store, tmp_path / "first.log", workers=2, **env) as first:
+        assert {status for status, _, _ in predict_all(first, [IRIS_SETOSA] * 5)} == {200}
+        assert scrape(first).total("ml_app_predictions_total") == 5
+    assert list(metrics_dir.glob("counter_*.db"))  # the first run left its samples behind
+
+    with GunicornServer(demo_store, tmp_path / "second.log", workers=2, **env) as second:
+        metrics = scrape(second)
+        assert metrics.total("ml_app_predictions_total") == 0
+        assert metrics.total("ml_app_http_requests_total", route="/predict") == 0
+        # The preloading master's samples were wiped at start; the workers publish their own.
+        for model in ("iris", "diabetes", "breast_cancer"):
+            assert metrics.total("ml_app_model_ready", model=model, version="1") == 1
+            assert metrics.total("ml_app_model_load_duration_seconds", model=model) > 0
+
+
+def test_gunicorn_refuses_to_start_without_a_metrics_directory(demo_store: Path, tmp_path: Path):
+    log = tmp_path / "refused.log"
+    server = GunicornServer(demo_store, log, workers=1, PROMETHEUS_MULTIPROC_DIR="")
+    with pytest.raises(RuntimeError, match="exited early"):
+        server.start()
+    assert "PROMETHEUS_MULTIPROC_DIR is not set" in log.read_text()
