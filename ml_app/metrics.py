@@ -17,7 +17,7 @@ import re
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flask import Flask, Response, g, request
@@ -26,6 +26,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from ml_app.errors import error_response
 from ml_app.inference import LoadedModel, Outputs
 from ml_app.state import EXTENSION_KEY, app_state
+
+if TYPE_CHECKING:
+    from ml_app.registry import ModelRegistry
 
 MODEL_LABELS = ("model", "version")
 # Error codes that mean "the request did not fit the model" once a model was resolved.
@@ -86,6 +89,43 @@ MODEL_LOAD_SECONDS = Gauge(
     "How long loading and verifying the model version took.",
     MODEL_LABELS,
     multiprocess_mode="livemax",
+)
+
+
+# --- Model lifecycle: loading and hot reload -----------------------------------------------
+VERSION_LOAD_FAILURES = Counter(
+    "ml_app_model_load_failures",
+    "Attempts to load a model version that failed (integrity, version check, bad artifact).",
+    MODEL_LABELS,
+)
+STORE_RELOADS = Counter(
+    "ml_app_store_reloads",
+    "Store changes a worker picked up: applied, or failed (the previous state kept serving).",
+    ("outcome",),
+)
+ROUTING_PROBLEMS = Gauge(
+    "ml_app_model_routing_problems",
+    "Aliases, splits or shadows configured in the store but not in force (a version failed).",
+    ("model",),
+    multiprocess_mode="livemax",
+)
+
+# --- Shadow traffic (answers recorded, never returned) ----------------------------------------
+SHADOW_PREDICTIONS = Counter(
+    "ml_app_shadow_predictions",
+    "Copies of requests sent to a shadow version, by outcome: ok, error, dropped (queue full).",
+    (*MODEL_LABELS, "outcome"),
+)
+SHADOW_COMPARISONS = Counter(
+    "ml_app_shadow_comparisons",
+    "Rows a shadow version answered, by agreement with the version that served the caller.",
+    (*MODEL_LABELS, "primary_version", "agreement"),
+)
+SHADOW_SECONDS = Histogram(
+    "ml_app_shadow_inference_duration_seconds",
+    "Time a shadow version took to predict one request (never seen by the caller).",
+    MODEL_LABELS,
+    buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
 
@@ -155,7 +195,11 @@ def publish_model_state(app: Any) -> None:
     state = getattr(app, "extensions", {}).get(EXTENSION_KEY)
     if state is None:  # not our app (e.g. Gunicorn's placeholder for an app that failed to load)
         return
-    registry = state.registry
+    publish_registry_state(state.registry)
+
+
+def publish_registry_state(registry: ModelRegistry) -> None:
+    """Set the gauges for the registry's current state (at start and after every reload)."""
     for entry in registry.entries():
         for version in entry.versions.values():
             MODEL_READY.labels(entry.name, version.version).set(1 if version.model else 0)

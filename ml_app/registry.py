@@ -1,164 +1,111 @@
-"""In-memory registry of the store's models: load every version, resolve names, report readiness."""
+"""In-memory registry of the store's models: resolve requests, reload changes, swap atomically.
+
+The registry holds one reference to an immutable Snapshot. A reload builds a whole new Snapshot
+off the request path and replaces the reference in one assignment, so a request that took the
+snapshot once sees the old state or the new one, never a mix.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
-from typing import Any
+import threading
 
-from ml_app.errors import ModelNotFound, ModelNotReady
+from ml_app import metrics
 from ml_app.inference import LoadedModel
-from ml_app.store import LoadPolicy, ModelStore, StoreError
+from ml_app.loading import build_snapshot
+from ml_app.snapshot import DEFAULT_ALIAS, ModelEntry, Route, Snapshot, VersionState
+from ml_app.store import LoadPolicy, ModelStore
 
+__all__ = ["DEFAULT_ALIAS", "ModelEntry", "ModelRegistry", "Route", "Snapshot", "VersionState"]
 log = logging.getLogger("ml_app.registry")
-DEFAULT_ALIAS = "production"
-
-
-@dataclass
-class VersionState:
-    """One version as loaded: the model, or the reason it could not be loaded."""
-
-    version: str
-    model: LoadedModel | None = None
-    error: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    load_seconds: float = 0.0
-
-    def describe(self) -> dict[str, Any]:
-        """The version's state and metadata for the API."""
-        described: dict[str, Any] = {
-            "version": self.version,
-            "state": "loaded" if self.model else "failed",
-            "load_seconds": round(self.load_seconds, 4),
-        }
-        if self.error:
-            described["error"] = self.error
-        described["metadata"] = self.model.describe() if self.model else self.metadata
-        return described
-
-
-@dataclass
-class ModelEntry:
-    """A model name with its versions and aliases."""
-
-    name: str
-    versions: dict[str, VersionState]
-    aliases: dict[str, str]
-    error: str | None = None
-
-    @property
-    def default_version(self) -> str | None:
-        """The version unversioned routes serve: the production alias, else the newest."""
-        if DEFAULT_ALIAS in self.aliases:
-            return self.aliases[DEFAULT_ALIAS]
-        return next(reversed(self.versions), None)
-
-    def describe(self) -> dict[str, Any]:
-        """Versions, aliases and load states for the API."""
-        described: dict[str, Any] = {
-            "name": self.name,
-            "default_version": self.default_version,
-            "aliases": self.aliases,
-            "ready": self.not_ready_reason() is None,
-            "versions": [state.describe() for state in self.versions.values()],
-        }
-        if self.error:
-            described["error"] = self.error
-        return described
-
-    def not_ready_reason(self) -> str | None:
-        """Why the default version cannot serve, or None when it can."""
-        if self.error:
-            return f"model {self.name}: {self.error}"
-        version = self.default_version
-        state = self.versions.get(version) if version else None
-        if state is None:
-            return f"model {self.name}: default version {version!r} is not in the store"
-        if state.model is None:
-            return f"model {self.name} version {version}: {state.error}"
-        return None
 
 
 class ModelRegistry:
-    """Every model in the store, loaded once; swapped whole so readers never see a mix."""
+    """Every model in the store, loaded once and reloaded on change; swapped whole."""
 
     def __init__(self, store: ModelStore, policy: LoadPolicy, default_model: str) -> None:
         self.store = store
         self.policy = policy
         self.default_model = default_model
-        self._models: dict[str, ModelEntry] = {}
-        self._store_error: str | None = "models not loaded yet"
+        self._snapshot = Snapshot({}, default_model, "models not loaded yet")
+        self._reloading = threading.Lock()  # one build at a time; readers never wait on it
 
     def load_all(self) -> None:
-        """Load every version of every model; failures are recorded, never raised."""
-        try:
-            names = self.store.model_names()
-        except (StoreError, OSError) as exc:
-            log.error("model store unreadable: %s", exc)
-            self._models, self._store_error = {}, str(exc)
-            return
-        self._models = {name: self._load_model(name) for name in names}
-        self._store_error = None if self._models else f"no models in {self.store.root}"
+        """Load every version of every model from scratch; failures are recorded, never raised."""
+        with self._reloading:
+            self._swap(build_snapshot(self.store, self.policy, self.default_model, None))
 
-    def resolve(self, name: str | None = None, version: str | None = None) -> LoadedModel:
+    def refresh(self) -> bool:
+        """Rebuild from the store if it changed since the last build; True when it swapped.
+
+        Loaded versions are reused, so only new or changed ones are read from disk.
+        """
+        with self._reloading:
+            current = self._snapshot
+            if self.store.fingerprint() == current.fingerprint:
+                return False
+            fresh = build_snapshot(self.store, self.policy, self.default_model, current)
+            if fresh.store_error and current.models:
+                metrics.STORE_RELOADS.labels("failed").inc()
+            else:
+                metrics.STORE_RELOADS.labels("applied").inc()
+            self._swap(fresh)
+            _log_changes(current, fresh)
+            return True
+
+    def snapshot(self) -> Snapshot:
+        """The state in force now; hold on to it to read several things consistently."""
+        return self._snapshot
+
+    def resolve(
+        self, name: str | None = None, version: str | None = None, routing_key: str | None = None
+    ) -> LoadedModel:
         """The model to serve for a name (default model) and a version or alias (default)."""
-        entry = self._models.get(name or self.default_model)
-        if entry is None:
-            raise ModelNotFound(f"Model {name or self.default_model!r} is not in the store.")
-        if version is None:
-            version = entry.default_version
-        else:
-            version = entry.aliases.get(version, version)
-        state = entry.versions.get(version) if version else None
-        if state is None:
-            raise ModelNotFound(f"Model {entry.name!r} has no version or alias {version!r}.")
-        if state.model is None:
-            raise ModelNotReady(
-                f"Model {entry.name!r} version {version!r} is not loaded: {state.error}"
-            )
-        return state.model
+        return self._snapshot.route(name, version, routing_key).model
+
+    def route(
+        self, name: str | None = None, version: str | None = None, routing_key: str | None = None
+    ) -> Route:
+        """Like resolve, with the shadow versions that get a copy of this request."""
+        return self._snapshot.route(name, version, routing_key)
 
     def entry(self, name: str) -> ModelEntry:
         """The named model's entry; ModelNotFound when the store has no such model."""
-        if name not in self._models:
-            raise ModelNotFound(f"Model {name!r} is not in the store.")
-        return self._models[name]
+        return self._snapshot.entry(name)
 
     def entries(self) -> list[ModelEntry]:
         """Every model in the store, by name."""
-        return list(self._models.values())
+        return list(self._snapshot.models.values())
 
     def not_ready_reasons(self) -> list[str]:
         """Why the server cannot serve every model's default version; empty when ready."""
-        if self._store_error:
-            return [self._store_error]
-        reasons = [entry.not_ready_reason() for entry in self._models.values()]
-        if self.default_model not in self._models:
-            reasons.append(f"default model {self.default_model!r} is not in the store")
-        return [reason for reason in reasons if reason]
+        return self._snapshot.not_ready_reasons()
 
-    def _load_model(self, name: str) -> ModelEntry:
-        try:
-            versions = self.store.versions(name)
-            aliases = self.store.aliases(name)
-        except (StoreError, OSError) as exc:
-            log.error("model %s unreadable: %s", name, exc)
-            return ModelEntry(name=name, versions={}, aliases={}, error=str(exc))
-        states = {version: self._load_version(name, version) for version in versions}
-        return ModelEntry(name=name, versions=states, aliases=aliases)
+    def _swap(self, fresh: Snapshot) -> None:
+        self._snapshot = fresh  # one reference assignment: atomic for every reader
+        metrics.publish_registry_state(self)
+        for entry in fresh.models.values():
+            metrics.ROUTING_PROBLEMS.labels(entry.name).set(len(entry.problems))
 
-    def _load_version(self, name: str, version: str) -> VersionState:
-        started = time.perf_counter()
-        state = VersionState(version=version)
-        try:
-            state.metadata = self.store.read_metadata(name, version)
-            estimator = self.store.load_estimator(name, version, state.metadata, self.policy)
-            state.model = LoadedModel(name, version, estimator, state.metadata)
-        except Exception as exc:  # noqa: BLE001 - any broken artifact must leave the server up
-            state.error = str(exc) or type(exc).__name__
-            log.error("model %s version %s failed to load: %s", name, version, state.error)
-        state.load_seconds = time.perf_counter() - started
-        if state.model:
-            log.info("model %s version %s loaded in %.3fs", name, version, state.load_seconds)
-        return state
+
+def _log_changes(old: Snapshot, new: Snapshot) -> None:
+    """One line per model whose routing changed, and one per new problem."""
+    for name, entry in new.models.items():
+        before = old.models.get(name)
+        routing = _routing_summary(entry)
+        if before is None or _routing_summary(before) != routing:
+            log.info("model %s routing changed", name, extra={"fields": routing})
+        for problem in entry.problems:
+            if before is None or problem not in before.problems:
+                log.error("model %s: %s", name, problem, extra={"fields": {"problem": problem}})
+
+
+def _routing_summary(entry: ModelEntry) -> dict[str, object]:
+    return {
+        "model": entry.name,
+        "default_version": entry.default,
+        "serving": entry.serving,
+        "split": entry.split.shares() if entry.split else None,
+        "shadow": list(entry.shadow),
+        "versions": list(entry.versions),
+    }

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from ml_app.config import Settings
-from ml_app.registry import ModelRegistry
+if TYPE_CHECKING:  # the registry (via metrics) imports this module
+    from ml_app.config import Settings
+    from ml_app.registry import ModelRegistry
 
 EXTENSION_KEY = "ml_app"
 

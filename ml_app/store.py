@@ -10,14 +10,19 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sklearn
 import skops.io
 
+if TYPE_CHECKING:
+    from ml_app.config import Settings
+
 METADATA_FILE = "metadata.json"
 ALIASES_FILE = "aliases.json"
+# Split, shadow and alias history (see ml_app.routing); aliases.json stays a plain map.
+ROUTING_FILE = "routing.json"
 SKOPS_ARTIFACT = "model.skops"
 # Files that run code when loaded; read only when the operator opts in.
 PICKLE_ARTIFACTS = ("model.joblib", "model.pkl", "model.pickle")
@@ -38,6 +43,15 @@ class LoadPolicy:
     allow_version_mismatch: bool = False
     allow_pickle: bool = False
     trusted_types: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoadPolicy:
+        """The policy the operator configured."""
+        return cls(
+            allow_version_mismatch=settings.allow_version_mismatch,
+            allow_pickle=settings.allow_pickle,
+            trusted_types=settings.trusted_types,
+        )
 
 
 def is_valid_name(name: str) -> bool:
@@ -80,28 +94,58 @@ class ModelStore:
     def aliases(self, name: str) -> dict[str, str]:
         """The model's alias -> version map ({} when it has none)."""
         path = self.root / name / ALIASES_FILE
-        if not path.exists():
-            return {}
-        try:
-            aliases = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            raise StoreError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(aliases, dict):
-            raise StoreError(f"{path} must hold a JSON object of alias -> version")
+        aliases = _json_object(path, "a JSON object of alias -> version", missing={})
         return {str(k): str(v) for k, v in aliases.items()}
+
+    def routing(self, name: str) -> dict[str, Any]:
+        """The model's routing.json as a dict ({} when it has none); ml_app.routing parses it."""
+        return _json_object(self.root / name / ROUTING_FILE, missing={})
+
+    def write_aliases(self, name: str, aliases: dict[str, str]) -> None:
+        """Replace the model's aliases.json atomically."""
+        write_json_atomic(self.root / name / ALIASES_FILE, aliases)
+
+    def write_routing(self, name: str, routing: dict[str, Any]) -> None:
+        """Replace the model's routing.json atomically."""
+        write_json_atomic(self.root / name / ROUTING_FILE, routing)
+
+    def next_version(self, name: str) -> str:
+        """One more than the highest numeric version ("1" for a new model)."""
+        folder = self.root / name
+        numeric = [int(v) for v in self.versions(name) if v.isdigit()] if folder.is_dir() else []
+        return str(max(numeric, default=0) + 1)
+
+    def fingerprint(self) -> tuple:
+        """A cheap summary that changes whenever a version, alias, split or shadow changes.
+
+        Stats of the version folders and their files (versions are immutable, so a change there
+        is a replaced folder or a hand edit) and the bytes of the small control files.
+        """
+        if not self.root.is_dir():
+            return ("missing",)
+        return tuple((name, *self._model_fingerprint(name)) for name in self.model_names())
+
+    def _model_fingerprint(self, name: str) -> tuple:
+        folder = self.root / name
+        controls = tuple(_read_or_none(folder / f) for f in (ALIASES_FILE, ROUTING_FILE))
+        return controls + tuple((v, self.version_stamp(name, v)) for v in self.versions(name))
+
+    def version_stamp(self, name: str, version: str) -> tuple:
+        """The version folder's inode, mtime and file sizes/mtimes: equal stamps, same files."""
+        folder = self.root / name / version
+        try:
+            files = []
+            for entry in sorted(folder.iterdir()):
+                stat = entry.stat()
+                files.append((entry.name, stat.st_size, stat.st_mtime_ns))
+            stat = folder.stat()
+        except FileNotFoundError:  # removed between listing and stat: the next poll sees it
+            return ("gone",)
+        return (stat.st_ino, stat.st_mtime_ns, tuple(files))
 
     def read_metadata(self, name: str, version: str) -> dict[str, Any]:
         """The version's metadata.json as a dict."""
-        path = self.root / name / version / METADATA_FILE
-        try:
-            metadata = orjson.loads(path.read_bytes())
-        except FileNotFoundError as exc:
-            raise StoreError(f"{path} is missing") from exc
-        except orjson.JSONDecodeError as exc:
-            raise StoreError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(metadata, dict):
-            raise StoreError(f"{path} must hold a JSON object")
-        return metadata
+        return _json_object(self.root / name / version / METADATA_FILE)
 
     def load_estimator(self, name: str, version: str, metadata: dict, policy: LoadPolicy) -> Any:
         """Verify the artifact (sha256, scikit-learn version) and load it safely."""
@@ -118,7 +162,7 @@ class ModelStore:
             )
         _check_sklearn_version(metadata, policy)
         if artifact.name == SKOPS_ARTIFACT:
-            return _load_skops(artifact, policy)
+            return load_skops(artifact, policy)
         with artifact.open("rb") as handle:
             return pickle.load(handle)  # noqa: S301 - opt-in via ML_APP_ALLOW_PICKLE
 
@@ -160,6 +204,45 @@ class ModelStore:
         raise StoreError(f"{folder} has no model artifact ({SKOPS_ARTIFACT})")
 
 
+def _json_object(path: Path, shape: str = "a JSON object", missing: dict | None = None) -> dict:
+    """A file holding one JSON object; `missing` when it does not exist (None: an error)."""
+    try:
+        value = orjson.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        if missing is not None:
+            return missing
+        raise StoreError(f"{path} is missing") from exc
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise StoreError(f"{path} must hold {shape}")
+    return value
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    handle = tempfile.NamedTemporaryFile(  # closed (by `with`) before the rename
+        dir=path.parent, prefix=f".{path.name}-", delete=False
+    )
+    try:
+        with handle:
+            handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o644)  # readable by a server running as another user
+        os.replace(handle.name, path)  # atomic: readers see the old file or the new one
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def _check_sklearn_version(metadata: dict, policy: LoadPolicy) -> None:
     trained = str(metadata.get("versions", {}).get("sklearn", ""))
     if _minor(trained) == _minor(sklearn.__version__) or policy.allow_version_mismatch:
@@ -175,7 +258,8 @@ def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-def _load_skops(artifact: Path, policy: LoadPolicy) -> Any:
+def load_skops(artifact: Path, policy: LoadPolicy) -> Any:
+    """Load a skops file, refusing types that neither skops nor the operator trusts."""
     untrusted = skops.io.get_untrusted_types(file=artifact)
     trusted = BUILTIN_TRUSTED_TYPES + policy.trusted_types
     refused = [t for t in untrusted if t not in trusted]

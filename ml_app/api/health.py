@@ -19,9 +19,9 @@ def live() -> Response:
 @bp.get("/health/ready")
 def ready() -> Response:
     """200 when every model's default version is loaded; 503 with the reasons otherwise."""
-    registry = app_state().registry
-    reasons = registry.not_ready_reasons()
-    models = {entry.name: entry.default_version for entry in registry.entries()}
+    snapshot = app_state().registry.snapshot()
+    reasons = snapshot.not_ready_reasons()
+    models = {name: entry.default_version for name, entry in snapshot.models.items()}
     if reasons:
         response = current_app.json.response(
             {"status": "not ready", "ready": False, "reasons": reasons, "models": models}

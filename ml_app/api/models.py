@@ -11,24 +11,26 @@ bp = Blueprint("models", __name__)
 
 @bp.get("/models")
 def list_models() -> Response:
-    """Every model with its versions, aliases, default version and readiness."""
-    registry = app_state().registry
+    """Every model with its versions, aliases, split, shadow, default version and readiness."""
+    snapshot = app_state().registry.snapshot()  # one consistent state for the whole answer
     models = [
         {
             "name": entry.name,
             "default_version": entry.default_version,
             "versions": list(entry.versions),
             "aliases": entry.aliases,
+            "split": entry.split.shares() if entry.split else None,
+            "shadow": list(entry.shadow),
             "ready": entry.not_ready_reason() is None,
         }
-        for entry in registry.entries()
+        for entry in snapshot.models.values()
     ]
-    return current_app.json.response({"default_model": registry.default_model, "models": models})
+    return current_app.json.response({"default_model": snapshot.default_model, "models": models})
 
 
 @bp.get("/models/<name>")
 def show_model(name: str) -> Response:
-    """One model: every version's load state and metadata."""
+    """One model: versions with load state and metadata, aliases, split, shadow, problems."""
     return current_app.json.response(app_state().registry.entry(name).describe())
 
 

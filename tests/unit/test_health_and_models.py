@@ -35,6 +35,8 @@ def test_models_lists_the_store(client):
         "default_version": "1",
         "versions": ["1"],
         "aliases": {},
+        "split": None,
+        "shadow": [],
         "ready": True,
     }
 
