@@ -83,13 +83,16 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Publish the models' gauges and zero series from this worker.
+    """Bring the worker's models up to date, then publish their gauges; before any request.
 
-    The master loaded the models (preload_app) before on_starting, so the samples it wrote then
-    were wiped with the rest; each worker writes its own, before it takes a request.
+    With preload_app the master's models are as old as the master: a worker forked later
+    catches up with the store here, then polls it (hot reload). The samples the master wrote
+    while loading were wiped with the rest of the directory; each worker writes its own.
     """
     from ml_app.metrics import publish_model_state
+    from ml_app.reload import start_worker
 
+    start_worker(worker.wsgi)
     publish_model_state(worker.wsgi)
 
 

@@ -8,13 +8,16 @@ from typing import Any
 from flask import Flask
 
 from ml_app import metrics
-from ml_app.api import health, models, predict
+from ml_app.api import admin, health, models, predict
+from ml_app.cli import models as models_command
 from ml_app.config import Settings
 from ml_app.errors import register_error_handlers
 from ml_app.extensions import exporter
 from ml_app.json_provider import OrjsonProvider
 from ml_app.logging import register_request_logging
 from ml_app.registry import ModelRegistry
+from ml_app.reload import StoreWatcher, register_reload
+from ml_app.shadow import ShadowRunner
 from ml_app.state import EXTENSION_KEY, AppState
 from ml_app.store import LoadPolicy, ModelStore
 
@@ -29,28 +32,34 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     register_request_logging(app, settings.log_level)
     register_state(app, settings)
-    register_blueprints(app)
+    register_blueprints(app, settings)
     register_error_handlers(app)
     register_metrics(app)
+    app.cli.add_command(models_command)  # `flask --app ml_app models ...`
     return app
 
 
 def register_state(app: Flask, settings: Settings) -> None:
-    """Load the model store into a registry owned by this app."""
-    policy = LoadPolicy(
-        allow_version_mismatch=settings.allow_version_mismatch,
-        allow_pickle=settings.allow_pickle,
-        trusted_types=settings.trusted_types,
-    )
+    """Load the model store into a registry owned by this app, kept fresh by a watcher."""
+    policy = LoadPolicy.from_settings(settings)
     registry = ModelRegistry(ModelStore(settings.store), policy, settings.default_model)
-    app.extensions[EXTENSION_KEY] = AppState(settings=settings, registry=registry)
+    watcher = StoreWatcher(registry, settings.reload_interval)
+    app.extensions[EXTENSION_KEY] = AppState(
+        settings=settings,
+        registry=registry,
+        watcher=watcher,
+        shadow=ShadowRunner(settings.shadow_queue_size),
+    )
     registry.load_all()
+    register_reload(app, watcher)
 
 
-def register_blueprints(app: Flask) -> None:
-    """Attach the HTTP routes."""
+def register_blueprints(app: Flask, settings: Settings) -> None:
+    """Attach the HTTP routes; the admin routes only when an admin token is set."""
     for module in (predict, models, health):
         app.register_blueprint(module.bp)
+    if settings.admin_token:
+        app.register_blueprint(admin.bp)
 
 
 def register_metrics(app: Flask) -> None:

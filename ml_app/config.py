@@ -32,6 +32,13 @@ def _parse_positive_int(raw: str) -> int:
     return value
 
 
+def _parse_seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 3600:  # an hour between polls is already no reload
+        raise ValueError("expected seconds between 0 and 3600")
+    return value
+
+
 def _parse_log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -74,6 +81,16 @@ class Settings:
     trusted_types: tuple[str, ...] = _setting((), _parse_names)
     # When set, /metrics answers only requests with "Authorization: Bearer <token>".
     metrics_token: str = _setting("", _parse_token, secret=True)
+    # Seconds between a worker's checks of the store for new versions, aliases, split and
+    # shadow changes; 0 turns hot reload off (the store is read once, at start).
+    reload_interval: float = _setting(2.0, _parse_seconds)
+    # Shadow predictions waiting in one worker; past this, copies are dropped (and counted)
+    # rather than queued, so a slow shadow version cannot grow memory.
+    shadow_queue_size: int = _setting(8, _parse_positive_int)
+    # Bearer token for the /admin endpoints; empty (the default) leaves them switched off.
+    admin_token: str = _setting("", _parse_token, secret=True)
+    # Largest artifact upload accepted by the admin registration endpoint.
+    admin_max_upload_bytes: int = _setting(256 * 1024 * 1024, _parse_positive_int)
 
     @classmethod
     def from_env(

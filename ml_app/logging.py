@@ -15,6 +15,7 @@ import orjson
 from flask import Flask, Response, g, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
+MODEL_VERSION_HEADER = "X-Model-Version"
 # A caller's id is echoed into logs and headers, so only accept a short, plain token.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 access_log = logging.getLogger("ml_app.access")
@@ -60,6 +61,8 @@ def _begin_request() -> None:
 
 def _finish_request(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.request_id
+    if "version" in g:  # whichever protocol answered, the caller can see what served it
+        response.headers[MODEL_VERSION_HEADER] = g.version
     if access_log.isEnabledFor(logging.INFO):
         rule = request.url_rule.rule if request.url_rule else None
         fields = {

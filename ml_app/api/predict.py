@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app, g, request
 from marshmallow import Schema
 
 from ml_app.inference import LoadedModel, Outputs
 from ml_app.metrics import observed_predict
 from ml_app.schemas import BatchPredictRequest, PredictRequest, load_matrix
+from ml_app.shadow import ShadowJob
 from ml_app.state import app_state
 
 bp = Blueprint("predict", __name__)
+# Requests with the same key get the same version of a traffic split (per model).
+ROUTING_KEY_HEADER = "X-Routing-Key"
 _ANY_SHAPE = PredictRequest()
 _BATCH_ONLY = BatchPredictRequest()
 
@@ -35,13 +38,19 @@ def predict_batch(name: str | None = None, version: str | None = None) -> Respon
 
 def _serve(schema: Schema, name: str | None, version: str | None) -> Response:
     state = app_state()
-    model = state.registry.resolve(name, version)
+    route = state.registry.route(name, version, request.headers.get(ROUTING_KEY_HEADER) or None)
+    model = route.model
     g.model, g.version = model.name, model.version
     matrix, single_row = load_matrix(schema, model, state.settings.max_batch_rows)
     g.rows = len(matrix)
     outputs = observed_predict(model, matrix)
     body = _render_one(model, outputs) if single_row else _render_batch(model, outputs)
-    return current_app.json.response(body)
+    response = current_app.json.response(body)
+    if route.shadows and state.shadow is not None:
+        # Queued once the answer has been sent: the shadow never delays or changes it.
+        job = ShadowJob(route.shadows, matrix, model, outputs, g.get("request_id"))
+        response.call_on_close(lambda: state.shadow.submit(job))
+    return response
 
 
 def _render_one(model: LoadedModel, outputs: Outputs) -> dict[str, Any]:

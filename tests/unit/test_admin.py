@@ -1,0 +1,121 @@
+"""Admin endpoints: off without a token, 401 without the right one, the CLI's operations."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import skops.io
+from sklearn import datasets
+from sklearn.ensemble import RandomForestClassifier
+
+from ml_app import create_app
+from ml_app.store import ModelStore
+
+TOKEN = "s3cret-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def admin(store):
+    app = create_app({"store": store, "reload_interval": 0, "admin_token": TOKEN})
+    return app.test_client()
+
+
+def test_admin_routes_do_not_exist_without_a_token(store):
+    client = create_app({"store": store, "reload_interval": 0}).test_client()
+    response = client.put("/admin/models/iris/aliases/production", json={"version": "1"})
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "not_found"
+    assert ModelStore(store).aliases("iris") == {}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": TOKEN},
+    ],
+)
+def test_wrong_or_missing_token_is_401(admin, store, headers):
+    response = admin.put(
+        "/admin/models/iris/aliases/production", json={"version": "1"}, headers=headers
+    )
+    assert response.status_code == 401
+    assert response.get_json()["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert ModelStore(store).aliases("iris") == {}
+
+
+def test_token_is_not_in_the_settings_repr(admin):
+    assert TOKEN not in repr(admin.application.extensions["ml_app"].settings)
+
+
+def test_alias_split_and_shadow_over_http(admin, store):
+    (store / "iris" / "2").mkdir()  # a version folder is enough for the store's bookkeeping
+    put = admin.put("/admin/models/iris/aliases/production", json={"version": "1"}, headers=AUTH)
+    assert put.status_code == 200
+    assert put.get_json()["aliases"] == {"production": "1"}
+    split = admin.put("/admin/models/iris/split", json={"weights": {"1": 3, "2": 1}}, headers=AUTH)
+    assert split.get_json()["split"] == {"1": 3.0, "2": 1.0}
+    shadow = admin.put("/admin/models/iris/shadow", json={"versions": ["2"]}, headers=AUTH)
+    assert shadow.get_json()["shadow"] == ["2"]
+    shown = admin.get("/admin/models/iris", headers=AUTH).get_json()
+    assert (shown["aliases"], shown["shadow"]) == ({"production": "1"}, ["2"])
+    assert admin.delete("/admin/models/iris/split", headers=AUTH).get_json()["split"] is None
+    assert admin.delete("/admin/models/iris/shadow", headers=AUTH).get_json()["shadow"] == []
+    gone = admin.delete("/admin/models/iris/aliases/production", headers=AUTH)
+    assert gone.get_json()["aliases"] == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("put", "/admin/models/iris/aliases/production", {"version": "9"}, 404, "model_not_found"),
+        ("put", "/admin/models/nope/aliases/production", {"version": "1"}, 404, "model_not_found"),
+        ("put", "/admin/models/iris/aliases/production", {"v": "1"}, 422, "invalid_input"),
+        ("put", "/admin/models/iris/split", {"weights": {"1": -1}}, 422, "invalid_input"),
+        ("put", "/admin/models/iris/split", {"weights": [1]}, 422, "invalid_input"),
+        ("put", "/admin/models/iris/shadow", {"versions": "1"}, 422, "invalid_input"),
+        ("delete", "/admin/models/iris/aliases/staging", None, 404, "model_not_found"),
+    ],
+)
+def test_bad_admin_requests_get_the_json_error_shape(admin, method, path, body, status, code):
+    response = getattr(admin, method)(path, json=body, headers=AUTH)
+    assert response.status_code == status
+    assert response.get_json()["code"] == code
+
+
+def test_register_an_uploaded_artifact(admin, store, tmp_path):
+    x, y = datasets.load_iris(return_X_y=True)
+    path = tmp_path / "forest.skops"
+    skops.io.dump(RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y), path)
+    response = admin.post(
+        "/admin/models/iris/versions",
+        data={"artifact": (io.BytesIO(path.read_bytes()), "forest.skops"), "alias": "staging"},
+        headers=AUTH,
+    )
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["version"] == "2"
+    assert ModelStore(store).read_metadata("iris", "2")["sha256"] == body["sha256"]
+    assert ModelStore(store).aliases("iris") == {"staging": "2"}
+
+    pickled = admin.post(
+        "/admin/models/iris/versions",
+        data={"artifact": (io.BytesIO(b"\x80\x04junk"), "model.pkl")},
+        headers=AUTH,
+    )
+    assert (pickled.status_code, pickled.get_json()["code"]) == (422, "invalid_input")
+    missing = admin.post("/admin/models/iris/versions", data={}, headers=AUTH)
+    assert missing.status_code == 400
+    broken = admin.post(
+        "/admin/models/iris/versions",
+        data={"artifact": (io.BytesIO(b"not a zip"), "x.skops")},
+        headers=AUTH,
+    )
+    assert (broken.status_code, broken.get_json()["code"]) == (422, "invalid_input")
+    assert ModelStore(store).versions("iris") == ["1", "2"]

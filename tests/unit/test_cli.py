@@ -1,0 +1,160 @@
+"""The command line: register (validation, atomic write, sha256), aliases, split and shadow."""
+
+from __future__ import annotations
+
+import pickle
+
+import orjson
+import pytest
+import skops.io
+from click.testing import CliRunner
+from sklearn import datasets
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import Ridge
+
+from ml_app import create_app
+from ml_app.cli import main
+from ml_app.store import ModelStore, sha256_of
+
+
+@pytest.fixture(scope="module")
+def iris_data():
+    return datasets.load_iris(return_X_y=True)
+
+
+@pytest.fixture
+def forest(tmp_path, iris_data):
+    path = tmp_path / "forest.skops"
+    skops.io.dump(RandomForestClassifier(n_estimators=5, random_state=0).fit(*iris_data), path)
+    return path
+
+
+def _cli(store, *args):
+    return CliRunner().invoke(main, ["models", "--store", str(store), *args])
+
+
+def test_register_writes_a_verified_version_that_inherits_the_declared_features(store, forest):
+    result = _cli(store, "register", "iris", str(forest), "--alias", "production")
+    assert result.exit_code == 0, result.output
+    assert "registered iris version 2" in result.output
+    models = ModelStore(store)
+    metadata = models.read_metadata("iris", "2")
+    assert metadata["sha256"] == sha256_of(store / "iris" / "2" / "model.skops")
+    assert metadata["sha256"] in result.output
+    first = models.read_metadata("iris", "1")
+    assert metadata["feature_names"] == first["feature_names"]
+    assert metadata["target_names"] == first["target_names"]
+    assert (metadata["version"], metadata["estimator"]) == ("2", "RandomForestClassifier")
+    assert models.aliases("iris") == {"production": "2"}
+    # nothing half-written left beside the versions
+    assert sorted(p.name for p in (store / "iris").iterdir() if p.name[0] == ".") == [".lock"]
+
+
+def test_a_new_model_needs_feature_names(store, tmp_path):
+    x, y = datasets.load_diabetes(return_X_y=True)
+    path = tmp_path / "ridge.skops"
+    skops.io.dump(Ridge().fit(x[:, :2], y), path)
+    refused = _cli(store, "register", "sugar", str(path))
+    assert refused.exit_code == 1
+    assert "declares no feature names" in refused.output
+    assert not (store / "sugar").exists() or not ModelStore(store).versions("sugar")
+    done = _cli(store, "register", "sugar", str(path), "--features", "age,bmi", "--version", "a")
+    assert done.exit_code == 0, done.output
+    assert ModelStore(store).read_metadata("sugar", "a")["task"] == "regression"
+
+
+@pytest.mark.parametrize(
+    ("fit", "message"),
+    [
+        (lambda x, y: RandomForestClassifier(n_estimators=2).fit(x[:, :3], y), "expects 3"),
+        (lambda x, y: Ridge().fit(x, y), "does classification; this artifact does regression"),
+        (lambda x, y: RandomForestClassifier(n_estimators=2).fit(x, y % 2), "has 2 classes"),
+    ],
+)
+def test_artifacts_that_do_not_fit_the_model_are_refused(store, tmp_path, iris_data, fit, message):
+    path = tmp_path / "candidate.skops"
+    skops.io.dump(fit(*iris_data), path)
+    result = _cli(store, "register", "iris", str(path))
+    assert result.exit_code == 1
+    assert message in result.output
+    assert ModelStore(store).versions("iris") == ["1"]
+
+
+def test_pickle_artifacts_only_with_explicit_consent(store, tmp_path, iris_data):
+    path = tmp_path / "forest.pkl"
+    path.write_bytes(pickle.dumps(RandomForestClassifier(n_estimators=2).fit(*iris_data)))
+    refused = _cli(store, "register", "iris", str(path))
+    assert refused.exit_code == 1
+    assert "ML_APP_ALLOW_PICKLE" in refused.output
+    allowed = _cli(store, "register", "iris", str(path), "--allow-pickle")
+    assert allowed.exit_code == 0, allowed.output
+    # stored as skops whatever it came as: the server never unpickles it
+    assert (store / "iris" / "2" / "model.skops").is_file()
+
+
+def test_metadata_file_overrides_and_registered_version_serves(store, forest, tmp_path):
+    extra = tmp_path / "meta.json"
+    extra.write_bytes(orjson.dumps({"training": {"dataset": "iris, refit"}}))
+    result = _cli(store, "register", "iris", str(forest), "--metadata", str(extra))
+    assert result.exit_code == 0, result.output
+    client = create_app({"store": store, "reload_interval": 0}).test_client()
+    body = client.post("/models/iris/versions/2/predict", json={"features": [5.1, 3.5, 1.4, 0.2]})
+    assert body.get_json()["version"] == "2"
+    detail = client.get("/models/iris").get_json()
+    assert detail["versions"][1]["metadata"]["training"] == {"dataset": "iris, refit"}
+
+
+def test_alias_split_and_shadow_commands(store, forest):
+    assert _cli(store, "register", "iris", str(forest)).exit_code == 0
+    assert _cli(store, "alias", "set", "iris", "production", "1").exit_code == 0
+    assert _cli(store, "alias", "set", "iris", "staging", "2").exit_code == 0
+    assert _cli(store, "split", "iris", "production=90", "staging=10").exit_code == 0
+    assert _cli(store, "shadow", "iris", "2").exit_code == 0
+    listed = orjson.loads(_cli(store, "list", "iris").output)
+    assert listed == [
+        {
+            "name": "iris",
+            "versions": ["1", "2"],
+            "aliases": {"production": "1", "staging": "2"},
+            "split": {"production": 90.0, "staging": 10.0},
+            "shadow": ["2"],
+        }
+    ]
+    app = create_app({"store": store, "reload_interval": 0})
+    detail = app.test_client().get("/models/iris").get_json()
+    assert (detail["split"], detail["shadow"]) == ({"1": 0.9, "2": 0.1}, ["2"])
+
+    assert _cli(store, "split", "iris", "--clear").exit_code == 0
+    assert _cli(store, "shadow", "iris", "--clear").exit_code == 0
+    assert _cli(store, "alias", "remove", "iris", "staging").exit_code == 0
+    listed = orjson.loads(_cli(store, "list").output)
+    iris = next(m for m in listed if m["name"] == "iris")
+    assert (iris["aliases"], iris["split"], iris["shadow"]) == ({"production": "1"}, None, [])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["alias", "set", "iris", "production", "7"], "has no version 7 (it has 1)"),
+        (["alias", "set", "iris", "42", "1"], "invalid alias"),
+        (["alias", "remove", "iris", "staging"], "no alias 'staging'"),
+        (["alias", "set", "nope", "production", "1"], "'nope' is not in the store"),
+        (["split", "iris", "1=50", "9=50"], "has no version 9"),
+        (["split", "iris", "1=-5"], "finite number >= 0"),
+        (["split", "iris", "1=lots"], "is not VERSION=WEIGHT"),
+        (["split", "iris"], "or --clear"),
+        (["shadow", "iris", "3"], "has no version 3"),
+    ],
+)
+def test_operator_mistakes_are_one_line_errors(store, args, message):
+    result = _cli(store, *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_flask_cli_has_the_same_commands(store):
+    app = create_app({"store": store, "reload_interval": 0})
+    result = app.test_cli_runner().invoke(args=["models", "--store", str(store), "list", "iris"])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.output)[0]["versions"] == ["1"]
