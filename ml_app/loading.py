@@ -28,8 +28,9 @@ def build_snapshot(
         names = store.model_names()
     except (StoreError, OSError) as exc:
         log.error("model store unreadable: %s", exc)
+        # Keep serving what was loaded; this fingerprint stops retries until the store changes.
         kept = previous.models if previous else {}
-        return Snapshot(kept, default_model, str(exc), previous.fingerprint if previous else None)
+        return Snapshot(kept, default_model, str(exc), fingerprint)
     old = previous.models if previous else {}
     entries = (_build_entry(store, policy, name, old.get(name)) for name in names)
     # A folder with no version yet (a first registration in progress) is not a model yet.

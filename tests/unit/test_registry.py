@@ -159,6 +159,11 @@ def test_store_gone_on_reload_keeps_serving(store, tmp_path):
     assert registry.refresh()
     assert _served(registry) == "1"
     assert registry.not_ready_reasons() == []
+    assert registry.refresh() is False  # reported once, not on every poll
+    shutil.move(tmp_path / "elsewhere", store)
+    add_version(store, "iris", "2")
+    assert registry.refresh()
+    assert _served(registry) == "2"
 
 
 def test_model_folder_without_versions_is_not_a_model_yet(store):
