@@ -121,8 +121,13 @@ def _timestamp(entry: dict) -> float:
     return datetime.fromisoformat(entry["time"]).timestamp()
 
 
-def _worker_pids(server: GunicornServer) -> set[int]:
+def _watching_pids(server: GunicornServer) -> set[int]:
     return {e["pid"] for e in server.log_entries() if e["message"].startswith("watching")}
+
+
+def _all_watching(server: GunicornServer) -> bool:
+    workers = server.worker_pids()
+    return len(workers) == WORKERS and _watching_pids(server) >= workers
 
 
 def _wait_for_every_worker(server: GunicornServer, matches: Callable[[dict], bool]) -> dict:
@@ -133,7 +138,7 @@ def _wait_for_every_worker(server: GunicornServer, matches: Callable[[dict], boo
         for entry in server.log_entries():
             if matches(entry):
                 seen.setdefault(entry["pid"], entry)
-        if set(seen) >= server.worker_pids or time.monotonic() > deadline:
+        if set(seen) >= server.worker_pids() or time.monotonic() > deadline:
             return seen
         time.sleep(0.1)
 
@@ -149,7 +154,7 @@ def _check_phase(
     """Zero errors, only live versions, one clean switch per worker within the promise."""
     failures = [a for a in load.answers if a.status != 200 or a.error]
     assert failures == [], failures[:5]
-    assert set(switched) == server.worker_pids, f"workers that never switched: {switched}"
+    assert set(switched) == server.worker_pids(), f"workers that never switched: {switched}"
     assert {a.version for a in load.answers} <= live
     entries = server.log_entries()
     load_seconds = max((e.get("load_seconds", 0.0) for e in entries), default=0.0)
@@ -174,7 +179,7 @@ def _check_phase(
 
 @contextmanager
 def _serving(store: Path, log: Path, **env: str) -> Iterator[GunicornServer]:
-    """Gunicorn on the store, once every worker is up and watching it (`worker_pids`)."""
+    """Gunicorn on the store, once every one of its workers is up and watching the store."""
     with GunicornServer(
         store,
         log,
@@ -184,10 +189,9 @@ def _serving(store: Path, log: Path, **env: str) -> Iterator[GunicornServer]:
         **env,
     ) as running:
         deadline = time.monotonic() + MAX_SECONDS
-        while len(_worker_pids(running)) < WORKERS and time.monotonic() < deadline:
+        while not _all_watching(running) and time.monotonic() < deadline:
             time.sleep(0.05)
-        running.worker_pids = _worker_pids(running)
-        assert len(running.worker_pids) == WORKERS
+        assert _all_watching(running), (_watching_pids(running), running.worker_pids())
         yield running
 
 
@@ -243,7 +247,7 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
         load.wait_for_more(40)
     _check_phase(server, load, changed_at, switched, live={"2"}, serving="2")
     failed = {e["pid"] for e in server.log_entries() if e.get("error") and e.get("version") == "3"}
-    assert failed == server.worker_pids
+    assert failed == server.worker_pids()
     for _ in range(WORKERS * 2):  # whichever worker answers reports it
         detail = requests.get(server.url + "/models/iris", timeout=5).json()
         assert (detail["default_version"], detail["ready"]) == ("2", True)
@@ -288,7 +292,7 @@ def test_split_is_sticky_across_workers_and_shadow_is_invisible(store, tmp_path,
                 and _timestamp(e) >= since
             ),
         )
-        assert set(seen) == running.worker_pids
+        assert set(seen) == running.worker_pids()
 
         keys = [f"caller-{i}" for i in range(40)]
         answers: dict[str, set[str]] = defaultdict(set)
