@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -210,25 +211,33 @@ def forest(tmp_path: Path) -> Path:
     return path
 
 
-def _routing_to(version: str, since: float) -> Callable[[dict], bool]:
+def _routing_to(version: str) -> Callable[[dict], bool]:
     return lambda e: (
-        e["message"] == "model iris routing changed"
-        and e["default_version"] == version
-        and _timestamp(e) >= since
+        e["message"] == "model iris routing changed" and e["default_version"] == version
     )
 
 
-def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
-    aliases = store / "iris" / "aliases.json"
+def _under_load(
+    server: GunicornServer, store: Path, change: Callable[[], object], seen: Callable[[dict], bool]
+) -> tuple[Load, float, dict]:
+    """Make a change while requests flow; wait until every worker logs a line `seen` accepts.
 
-    # 1. ship version 2 and make it production while requests flow
+    Returns the load, when the change landed (aliases.json's mtime) and each worker's line.
+    """
     with Load(server.url) as load:
         load.wait_for_more(30)
         since = time.time()
-        _cli(store, "register", "iris", str(forest), "--alias", "production")
-        changed_at = aliases.stat().st_mtime
-        switched = _wait_for_every_worker(server, _routing_to("2", since))
+        change()
+        changed_at = (store / "iris" / "aliases.json").stat().st_mtime
+        switched = _wait_for_every_worker(server, lambda e: _timestamp(e) >= since and seen(e))
         load.wait_for_more(40)
+    return load, changed_at, switched
+
+
+def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
+    # 1. ship version 2 and make it production while requests flow
+    ship = partial(_cli, store, "register", "iris", str(forest), "--alias", "production")
+    load, changed_at, switched = _under_load(server, store, ship, _routing_to("2"))
     _check_phase(server, load, changed_at, switched, live={"1", "2"}, serving="2")
 
     # 2. a release that fails verification (trained with another scikit-learn) goes in:
@@ -236,15 +245,15 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
     estimator = skops.io.load(forest, trusted=skops.io.get_untrusted_types(file=forest))
     metadata = ModelStore(store).read_metadata("iris", "2")
     metadata["versions"] = {**metadata["versions"], "sklearn": "0.20.0"}
-    with Load(server.url) as load:
-        load.wait_for_more(30)
+
+    def ship_broken() -> None:
         ModelStore(store).write_version("iris", "3", estimator, metadata)
         _cli(store, "alias", "set", "iris", "production", "3")
-        changed_at = aliases.stat().st_mtime
-        switched = _wait_for_every_worker(
-            server, lambda e: "alias production -> 3 is not in force" in e.get("problem", "")
-        )
-        load.wait_for_more(40)
+
+    refused = "alias production -> 3 is not in force"
+    load, changed_at, switched = _under_load(
+        server, store, ship_broken, lambda e: refused in e.get("problem", "")
+    )
     _check_phase(server, load, changed_at, switched, live={"2"}, serving="2")
     failed = {e["pid"] for e in server.log_entries() if e.get("error") and e.get("version") == "3"}
     assert failed == server.worker_pids()
@@ -256,14 +265,30 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
         assert "still serving version 2" in detail["problems"][0]
 
     # 3. roll back to version 1
-    with Load(server.url) as load:
-        load.wait_for_more(30)
-        since = time.time()
-        _cli(store, "alias", "set", "iris", "production", "1")
-        changed_at = aliases.stat().st_mtime
-        switched = _wait_for_every_worker(server, _routing_to("1", since))
-        load.wait_for_more(40)
+    roll_back = partial(_cli, store, "alias", "set", "iris", "production", "1")
+    load, changed_at, switched = _under_load(server, store, roll_back, _routing_to("1"))
     _check_phase(server, load, changed_at, switched, live={"1", "2"}, serving="1")
+
+
+def _ask_as_callers(url: str, keys: list[str], rounds: int) -> tuple[dict, dict]:
+    """Each key asks `rounds` times: ({key: versions it got}, {request id: key})."""
+    answers: dict[str, set[str]] = defaultdict(set)
+    ids: dict[str, str] = {}
+    with requests.Session() as session:
+        for _ in range(rounds):
+            for key in keys:
+                request_id = uuid.uuid4().hex
+                response = session.post(
+                    url + "/predict",
+                    json={"features": IRIS_SETOSA},
+                    headers={"X-Routing-Key": key, "X-Request-ID": request_id},
+                    timeout=10,
+                )
+                assert response.status_code == 200
+                assert response.headers["X-Model-Version"] == response.json()["version"]
+                answers[key].add(response.json()["version"])
+                ids[request_id] = key
+    return answers, ids
 
 
 def test_split_is_sticky_across_workers_and_shadow_is_invisible(store, tmp_path, forest):
@@ -294,23 +319,7 @@ def test_split_is_sticky_across_workers_and_shadow_is_invisible(store, tmp_path,
         )
         assert set(seen) == running.worker_pids()
 
-        keys = [f"caller-{i}" for i in range(40)]
-        answers: dict[str, set[str]] = defaultdict(set)
-        ids: dict[str, str] = {}
-        with requests.Session() as session:
-            for _ in range(5):
-                for key in keys:
-                    request_id = uuid.uuid4().hex
-                    response = session.post(
-                        running.url + "/predict",
-                        json={"features": IRIS_SETOSA},
-                        headers={"X-Routing-Key": key, "X-Request-ID": request_id},
-                        timeout=10,
-                    )
-                    assert response.status_code == 200
-                    assert response.headers["X-Model-Version"] == response.json()["version"]
-                    answers[key].add(response.json()["version"])
-                    ids[request_id] = key
+        answers, ids = _ask_as_callers(running.url, [f"caller-{i}" for i in range(40)], 5)
         assert all(len(versions) == 1 for versions in answers.values()), answers
         assert {v for versions in answers.values() for v in versions} == {"1", "2"}
         entries = running.log_entries()
