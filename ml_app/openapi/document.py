@@ -25,10 +25,22 @@ from ml_app.version import VERSION
 
 UNDOCUMENTED = "x-undocumented"
 _SKIPPED_METHODS = {"HEAD", "OPTIONS"}
+# Path parameter -> (description, example); the examples name the demo model.
 _PATH_PARAMETERS = {
-    "name": "Model name, e.g. iris",
-    "version": "Version number or alias, e.g. 1 or production",
-    "path": "File of the Swagger UI bundle",
+    "name": ("Model name", "iris"),
+    "version": ("Version number or alias (e.g. production)", "1"),
+    "path": ("File of the Swagger UI bundle", "swagger-ui.css"),
+}
+# Tags in the order the docs list them, each with what its routes are for.
+TAGS = {
+    "predict": "Native predictions: one row or a batch, for the default or a chosen model",
+    "models": "What the store holds and what each version is",
+    "health": "Liveness and readiness for load balancers and orchestrators",
+    "Open Inference Protocol V2": "Triton / KServe V2 / MLServer REST, with binary tensor data",
+    "KServe V1": "TensorFlow Serving style: instances in, predictions out",
+    "MLflow": "MLflow's scoring server: /invocations serves the default model",
+    "metrics": "Prometheus exposition",
+    "docs": "This document and Swagger UI",
 }
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _NUMBERS = {"type": "array", "items": {"type": "number"}, "example": [5.1, 3.5, 1.4, 0.2]}
@@ -83,6 +95,8 @@ def build_document(app: Flask, operations: Mapping[str, dict[str, Any]]) -> dict
         },
     )
     plugin.converter.add_attribute_function(_feature_rows_property)
+    for name, description in TAGS.items():
+        spec.tag({"name": name, "description": description})
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
@@ -106,8 +120,9 @@ def _for_rule(described: dict[str, Any], rule: Rule, method: str) -> dict[str, A
             "name": argument,
             "in": "path",
             "required": True,
-            "description": _PATH_PARAMETERS.get(argument, argument),
+            "description": _PATH_PARAMETERS.get(argument, (argument, ""))[0],
             "schema": {"type": "string"},
+            "example": _PATH_PARAMETERS.get(argument, ("", "x"))[1],
         }
         for argument in _CONVERTER.findall(rule.rule)
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from ml_app.openapi.operations import answer, failures, json_content, operation
+from ml_app.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
 from ml_app.schemas import BatchPredictRequest, PredictRequest
 
 _ANY = {"description": "Any JSON value: a class label (string) or a number"}
@@ -99,13 +99,13 @@ OPERATIONS = {
         "Predict one row (`features`) or a batch (`instances`)",
         "predict",
         {**answer("A prediction, or one per row", json_content(_ONE_OR_BATCH)), **_PREDICT_ERRORS},
-        body=json_content(PredictRequest),
+        body=json_content(PredictRequest, {"features": IRIS_ROWS[0]}),
     ),
     "predict.predict_batch": operation(
         "Predict a batch of rows (`instances`)",
         "predict",
         {**answer("One prediction per row", json_content(BatchPrediction)), **_PREDICT_ERRORS},
-        body=json_content(BatchPredictRequest),
+        body=json_content(BatchPredictRequest, {"instances": IRIS_ROWS}),
     ),
     "models.list_models": operation(
         "Every model with its versions", "models", answer("Models", json_content(ModelList))

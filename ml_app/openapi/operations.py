@@ -31,9 +31,16 @@ class ErrorBody(Schema):
     )
 
 
-def json_content(schema: Any) -> dict[str, Any]:
-    """A content map with one JSON schema."""
-    return {"application/json": {"schema": schema}}
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def json_content(schema: Any, example: Any = None) -> dict[str, Any]:
+    """A content map with one JSON schema and, for request bodies, an example (the demo iris)."""
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"application/json": content}
 
 
 def answer(description: str, content: dict[str, Any], status: int = 200) -> dict[str, Any]:

@@ -15,7 +15,14 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ml_app.errors import ApiError, BadRequest, UnsupportedMediaType, validation_summary
-from ml_app.openapi.operations import answer, failures, json_content, operation
+from ml_app.openapi.operations import (
+    IRIS_FEATURES,
+    IRIS_ROWS,
+    answer,
+    failures,
+    json_content,
+    operation,
+)
 from ml_app.protocols.common import json_response, load_rows, predict_matrix
 from ml_app.protocols.tabular import csv_rows
 from ml_app.protocols.wire import MlflowError, MlflowRequest, V1Predictions, V1Status
@@ -109,7 +116,9 @@ bp.register_error_handler(Exception, _on_unexpected)
 # --- OpenAPI ---------------------------------------------------------------------------------
 
 _TAG = "MLflow"
-_CSV = {"text/csv": {"schema": {"type": "string", "example": "sepal_length,sepal_width\n5.1,3.5"}}}
+_CSV_EXAMPLE = "\n".join([",".join(IRIS_FEATURES), *(",".join(map(str, row)) for row in IRIS_ROWS)])
+_CSV = {"text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}}
+_SPLIT_EXAMPLE = {"dataframe_split": {"columns": IRIS_FEATURES, "data": IRIS_ROWS}}
 OPERATIONS = {
     "mlflow.ping": operation(
         "Health check",
@@ -126,6 +135,6 @@ OPERATIONS = {
             **answer("One prediction per row, in order", json_content(V1Predictions)),
             **failures(400, 404, 413, 415, 503, schema=MlflowError),
         },
-        body={**json_content(MlflowRequest), **_CSV},
+        body={**json_content(MlflowRequest, _SPLIT_EXAMPLE), **_CSV},
     ),
 }

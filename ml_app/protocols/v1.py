@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from ml_app.openapi.operations import answer, failures, json_content, operation
+from ml_app.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
 from ml_app.protocols.common import (
     answer_invalid_input_with_400,
     json_response,
@@ -67,6 +67,6 @@ OPERATIONS = {
             **answer("One prediction per row, in order", json_content(V1Predictions)),
             **failures(400, 404, 413, 415, 503),
         },
-        body=json_content(V1Request),
+        body=json_content(V1Request, {"instances": IRIS_ROWS}),
     ),
 }

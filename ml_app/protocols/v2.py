@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ml_app.errors import PayloadTooLarge
 from ml_app.inference import LoadedModel, Outputs
-from ml_app.openapi.operations import answer, failures, json_content, operation
+from ml_app.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
 from ml_app.protocols.common import answer_invalid_input_with_400, json_response, predict_matrix
 from ml_app.protocols.tensors import (
     HEADER_LENGTH,
@@ -198,7 +198,7 @@ def _render(model: LoadedModel, body: dict[str, Any], outputs: Outputs) -> Respo
 
 # --- OpenAPI ---------------------------------------------------------------------------------
 
-_TAG = "Open Inference Protocol (V2)"
+_TAG = "Open Inference Protocol V2"
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _HEADER_PARAM = {
     "name": HEADER_LENGTH,
@@ -206,6 +206,11 @@ _HEADER_PARAM = {
     "required": False,
     "description": "Binary tensor data extension: bytes of JSON before the raw tensor data",
     "schema": {"type": "integer", "minimum": 0},
+}
+_INFER_EXAMPLE = {
+    "id": "42",
+    "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP64", "data": IRIS_ROWS}],
+    "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
 }
 OPERATIONS = {
     "v2.server_metadata": operation(
@@ -240,7 +245,10 @@ OPERATIONS = {
             ),
             **failures(400, 404, 413, 503),
         },
-        body={**json_content(InferenceRequest), "application/octet-stream": _BINARY},
+        body={
+            **json_content(InferenceRequest, _INFER_EXAMPLE),
+            "application/octet-stream": _BINARY,
+        },
         parameters=[_HEADER_PARAM],
     ),
 }

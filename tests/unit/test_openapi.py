@@ -6,7 +6,7 @@ import re
 import tomllib
 from html.parser import HTMLParser
 
-from ml_app.openapi.document import UNDOCUMENTED, openapi_path
+from ml_app.openapi.document import TAGS, UNDOCUMENTED, openapi_path
 from ml_app.version import VERSION
 from tests.integration.server import PROJECT_ROOT
 
@@ -26,6 +26,7 @@ def test_every_route_and_method_is_described(app, client):
             described = paths[openapi_path(rule)][method.lower()]
             assert UNDOCUMENTED not in described, f"{method} {rule.rule} ({rule.endpoint})"
             assert described["summary"] and described["tags"]
+            assert set(described["tags"]) <= set(TAGS)
     assert len(paths) >= 30
 
 
