@@ -61,7 +61,7 @@ class UnsupportedMediaType(ApiError):
 
 
 # HTTP errors raised by Flask/Werkzeug itself (routing, methods, body limit), mapped to codes.
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
@@ -115,7 +115,7 @@ def _render_http_error(exc: HTTPException) -> Response:
     elif status == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         message = f"Request body is larger than the {limit}-byte limit (ML_APP_MAX_BODY_BYTES)."
-    response = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+    response = error_response(status, HTTP_CODES.get(status, "http_error"), message)
     if getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response

@@ -131,7 +131,9 @@ OPERATIONS = {
     ),
     # prometheus-flask-exporter's endpoint name for /metrics.
     "prometheus_metrics": operation(
-        "Prometheus metrics (all workers)", "metrics", answer("Exposition format", _TEXT)
+        "Prometheus metrics (all workers)",
+        "metrics",
+        {**answer("Exposition format", _TEXT), **failures(401)},
     ),
     "openapi.document": operation(
         "This OpenAPI document", "docs", answer("OpenAPI 3", json_content({"type": "object"}))

@@ -9,6 +9,7 @@ from marshmallow import Schema, fields
 # What each error status means, worded for every route that can answer it.
 ERROR_MEANINGS = {
     400: "Malformed request: not JSON, not the expected object, or (protocols) invalid input",
+    401: "ML_APP_METRICS_TOKEN is set and the bearer token is missing or wrong",
     404: "No such model, version, alias or route",
     413: "Body larger than ML_APP_MAX_BODY_BYTES, or more rows than ML_APP_MAX_BATCH_ROWS",
     415: "Content-Type not accepted by this route",

@@ -12,14 +12,22 @@ from marshmallow.experimental.context import Context
 
 from ml_app.errors import render_validation_error
 from ml_app.inference import LoadedModel, Outputs
+from ml_app.metrics import observed_predict
 from ml_app.schemas import MatrixContext
 from ml_app.state import app_state
 
 
+def resolve_model(name: str | None = None, version: str | None = None) -> LoadedModel:
+    """The model to serve, noted for the request log and the validation-failure metrics."""
+    model = app_state().registry.resolve(name, version)
+    g.model, g.version = model.name, model.version
+    return model
+
+
 def predict_matrix(model: LoadedModel, matrix: np.ndarray) -> Outputs:
-    """Run the model on a validated matrix, noting model, version and rows for the request log."""
-    g.model, g.version, g.rows = model.name, model.version, len(matrix)
-    return model.predict(matrix)
+    """Run the model on a validated matrix, with the same metrics as the native routes."""
+    g.rows = len(matrix)
+    return observed_predict(model, matrix)
 
 
 def load_rows(schema: Schema, body: Mapping[str, Any], model: LoadedModel) -> np.ndarray:

@@ -14,7 +14,13 @@ from flask import Blueprint, Response, current_app, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ml_app.errors import ApiError, BadRequest, UnsupportedMediaType, validation_summary
+from ml_app.errors import (
+    HTTP_CODES,
+    ApiError,
+    BadRequest,
+    UnsupportedMediaType,
+    validation_summary,
+)
 from ml_app.openapi.operations import (
     IRIS_FEATURES,
     IRIS_ROWS,
@@ -23,11 +29,10 @@ from ml_app.openapi.operations import (
     json_content,
     operation,
 )
-from ml_app.protocols.common import json_response, load_rows, predict_matrix
+from ml_app.protocols.common import json_response, load_rows, predict_matrix, resolve_model
 from ml_app.protocols.tabular import csv_rows
 from ml_app.protocols.wire import MlflowError, MlflowRequest, V1Predictions, V1Status
 from ml_app.schemas import read_json_object
-from ml_app.state import app_state
 from ml_app.version import VERSION
 
 log = logging.getLogger("ml_app.protocols.mlflow")
@@ -46,7 +51,7 @@ _ERROR_CODES = {
 @bp.get("/ping")
 def ping() -> Response:
     """200 when the default model can serve (MLflow's health check)."""
-    app_state().registry.resolve()
+    resolve_model()
     return json_response({"status": "ok"})
 
 
@@ -59,7 +64,7 @@ def version() -> Response:
 @bp.post("/invocations")
 def invocations() -> Response:
     """Predict with the default model: JSON in one of four layouts, or CSV with a header."""
-    model = app_state().registry.resolve()
+    model = resolve_model()
     matrix = load_rows(_REQUEST, _read_body(), model)
     outputs = predict_matrix(model, matrix)
     predictions = outputs.values if outputs.values is not None else outputs.labels
@@ -83,29 +88,33 @@ def _read_body() -> dict[str, Any]:
     )
 
 
-def mlflow_error(status: int, message: str) -> Response:
-    """MLflow's error body; invalid input is 400 in MLflow's protocol."""
+def mlflow_error(status: int, code: str, message: str) -> Response:
+    """MLflow's error body; invalid input is 400 in MLflow's protocol.
+
+    `code` is ml_app's own error code, kept for the request log and the metrics.
+    """
     status = 400 if status == 422 else status
-    code = _ERROR_CODES.get(status, "INTERNAL_ERROR")
     g.error_code = code
-    return json_response({"error_code": code, "message": message}, status)
+    mlflow_code = _ERROR_CODES.get(status, "INTERNAL_ERROR")
+    return json_response({"error_code": mlflow_code, "message": message}, status)
 
 
 def _on_api_error(exc: ApiError) -> Response:
-    return mlflow_error(exc.status, exc.message)
+    return mlflow_error(exc.status, exc.code, exc.message)
 
 
 def _on_validation_error(exc: ValidationError) -> Response:
-    return mlflow_error(400, validation_summary(exc)[0])
+    return mlflow_error(400, "invalid_input", validation_summary(exc)[0])
 
 
 def _on_http_error(exc: HTTPException) -> Response:
-    return mlflow_error(exc.code or 500, exc.description or exc.name)
+    status = exc.code or 500
+    return mlflow_error(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
 
 
 def _on_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error", extra={"request_id": g.get("request_id")})
-    return mlflow_error(500, "Internal server error.")
+    return mlflow_error(500, "internal_error", "Internal server error.")
 
 
 bp.register_error_handler(ApiError, _on_api_error)

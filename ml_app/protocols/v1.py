@@ -10,6 +10,7 @@ from ml_app.protocols.common import (
     json_response,
     load_rows,
     predict_matrix,
+    resolve_model,
 )
 from ml_app.protocols.wire import Readiness, V1ModelList, V1Predictions, V1Request, V1Status
 from ml_app.schemas import read_json_object
@@ -42,7 +43,7 @@ def model_ready(name: str) -> Response:
 @bp.post("/v1/models/<name>:predict")
 def predict(name: str) -> Response:
     """Predict `instances` (rows) or `inputs` (rows or named columns)."""
-    model = app_state().registry.resolve(name)
+    model = resolve_model(name)
     matrix = load_rows(_REQUEST, read_json_object(), model)
     outputs = predict_matrix(model, matrix)
     predictions = outputs.values if outputs.values is not None else outputs.labels

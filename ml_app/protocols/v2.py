@@ -11,7 +11,12 @@ from flask import Blueprint, Response, current_app, request
 from ml_app.errors import PayloadTooLarge
 from ml_app.inference import LoadedModel, Outputs
 from ml_app.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
-from ml_app.protocols.common import answer_invalid_input_with_400, json_response, predict_matrix
+from ml_app.protocols.common import (
+    answer_invalid_input_with_400,
+    json_response,
+    predict_matrix,
+    resolve_model,
+)
 from ml_app.protocols.tensors import (
     HEADER_LENGTH,
     InvalidTensor,
@@ -91,7 +96,7 @@ def model_ready(name: str, version: str | None = None) -> Response:
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
     """Predict the rows of the input tensor(s); JSON or binary tensor data in and out."""
-    model = app_state().registry.resolve(name, version)
+    model = resolve_model(name, version)
     header, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
     body = _REQUEST.load(header)
     matrix = tensors_to_matrix(decode_inputs(body["inputs"], binary), model)
