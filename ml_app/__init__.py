@@ -15,17 +15,24 @@ from ml_app.errors import register_error_handlers
 from ml_app.extensions import exporter
 from ml_app.json_provider import OrjsonProvider
 from ml_app.logging import register_request_logging
+from ml_app.openapi import native as native_docs
+from ml_app.openapi import register_openapi
+from ml_app.protocols import mlflow, v1, v2
 from ml_app.registry import ModelRegistry
 from ml_app.reload import StoreWatcher, register_reload
 from ml_app.shadow import ShadowRunner
 from ml_app.state import EXTENSION_KEY, AppState
 from ml_app.store import LoadPolicy, ModelStore
 
+# Wire protocols other servers speak, each a thin adapter over the registry and models.
+PROTOCOLS = (v2, v1, mlflow)
+
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app: settings from the environment (plus overrides), models loaded."""
     settings = Settings.from_env(overrides=overrides)
-    app = Flask(__name__)
+    # No static folder: the app serves no files of its own (Swagger UI's come from its package).
+    app = Flask(__name__, static_folder=None)
     app.json_provider_class = OrjsonProvider
     app.json = OrjsonProvider(app)
     # Werkzeug answers 413 before the body is read when it is larger than this.
@@ -33,6 +40,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_request_logging(app, settings.log_level)
     register_state(app, settings)
     register_blueprints(app, settings)
+    register_docs(app)
     register_error_handlers(app)
     register_metrics(app)
     app.cli.add_command(models_command)  # `flask --app ml_app models ...`
@@ -55,11 +63,19 @@ def register_state(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask, settings: Settings) -> None:
-    """Attach the HTTP routes; the admin routes only when an admin token is set."""
-    for module in (predict, models, health):
+    """Attach the HTTP routes: native ones, each protocol's adapter, admin when a token is set."""
+    for module in (predict, models, health, *PROTOCOLS):
         app.register_blueprint(module.bp)
     if settings.admin_token:
         app.register_blueprint(admin.bp)
+
+
+def register_docs(app: Flask) -> None:
+    """The OpenAPI document (/openapi.json) and Swagger UI (/docs), describing every route."""
+    operations = dict(native_docs.OPERATIONS)
+    for module in PROTOCOLS:
+        operations.update(module.OPERATIONS)
+    register_openapi(app, operations)
 
 
 def register_metrics(app: Flask) -> None:

@@ -61,7 +61,7 @@ class UnsupportedMediaType(ApiError):
 
 
 # HTTP errors raised by Flask/Werkzeug itself (routing, methods, body limit), mapped to codes.
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
@@ -92,11 +92,17 @@ def _render_api_error(exc: ApiError) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
-def _render_validation_error(exc: ValidationError) -> Response:
+def validation_summary(exc: ValidationError) -> tuple[str, dict[str, list[str]]]:
+    """A one-line message naming the first bad field, and every field's messages."""
     details = _flatten(exc.normalized_messages())
     first = next(iter(details.items()), ("body", ["Invalid input."]))
-    message = f"Invalid input: {first[0]}: {first[1][0]}"
-    return error_response(422, "invalid_input", message, details)
+    return f"Invalid input: {first[0]}: {first[1][0]}", details
+
+
+def render_validation_error(exc: ValidationError, status: int = 422) -> Response:
+    """Validation failures in the one shape; protocols that say 400 for bad input pass it."""
+    message, details = validation_summary(exc)
+    return error_response(status, "invalid_input", message, details)
 
 
 def _render_http_error(exc: HTTPException) -> Response:
@@ -109,7 +115,7 @@ def _render_http_error(exc: HTTPException) -> Response:
     elif status == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         message = f"Request body is larger than the {limit}-byte limit (ML_APP_MAX_BODY_BYTES)."
-    response = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+    response = error_response(status, HTTP_CODES.get(status, "http_error"), message)
     if getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
@@ -137,6 +143,6 @@ def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
 def register_error_handlers(app: Flask) -> None:
     """Route every kind of failure through the one JSON renderer."""
     app.register_error_handler(ApiError, _render_api_error)
-    app.register_error_handler(ValidationError, _render_validation_error)
+    app.register_error_handler(ValidationError, render_validation_error)
     app.register_error_handler(HTTPException, _render_http_error)
     app.register_error_handler(Exception, _render_unexpected)

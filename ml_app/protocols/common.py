@@ -1,0 +1,49 @@
+"""What every protocol adapter shares: predicting a validated matrix, and its error conventions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Response, current_app, g
+from marshmallow import Schema, ValidationError
+from marshmallow.experimental.context import Context
+
+from ml_app.errors import render_validation_error
+from ml_app.inference import LoadedModel, Outputs
+from ml_app.metrics import observed_predict
+from ml_app.schemas import MatrixContext
+from ml_app.state import app_state
+
+
+def resolve_model(name: str | None = None, version: str | None = None) -> LoadedModel:
+    """The model to serve, noted for the request log and the validation-failure metrics."""
+    model = app_state().registry.resolve(name, version)
+    g.model, g.version = model.name, model.version
+    return model
+
+
+def predict_matrix(model: LoadedModel, matrix: np.ndarray) -> Outputs:
+    """Run the model on a validated matrix, with the same metrics as the native routes."""
+    g.rows = len(matrix)
+    return observed_predict(model, matrix)
+
+
+def load_rows(schema: Schema, body: Mapping[str, Any], model: LoadedModel) -> np.ndarray:
+    """Validate a body whose schema has exactly one row-carrying field; returns its matrix."""
+    with Context(MatrixContext(model=model, max_rows=app_state().settings.max_batch_rows)):
+        data = schema.load(body)
+    return next(value for value in data.values() if isinstance(value, np.ndarray))
+
+
+def answer_invalid_input_with_400(bp: Blueprint) -> None:
+    """V2 and V1 clients expect 400 for a request they got wrong, where native routes say 422."""
+    bp.register_error_handler(ValidationError, lambda exc: render_validation_error(exc, 400))
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """A JSON body (orjson, numpy-aware) with a status."""
+    response = current_app.json.response(body)
+    response.status_code = status
+    return response

@@ -1,0 +1,40 @@
+"""The demo models' own answers, loaded straight from the store, to check what protocols return."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import datasets
+
+from ml_app.store import LoadPolicy, ModelStore
+
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def estimator(store_root: Path, name: str, version: str = "1") -> Any:
+    """The fitted estimator of a model version, loaded from the store with the default policy."""
+    store = ModelStore(store_root)
+    metadata = store.read_metadata(name, version)
+    return store.load_estimator(name, version, metadata, LoadPolicy())
+
+
+def class_names(store_root: Path, name: str) -> list[str]:
+    """A classifier's labels in the estimator's class order."""
+    return ModelStore(store_root).read_metadata(name, "1")["target_names"]
+
+
+def labels(store_root: Path, name: str, rows: np.ndarray) -> list[str]:
+    """A classifier's predicted class names for rows."""
+    names = class_names(store_root, name)
+    fitted = estimator(store_root, name)
+    positions = {c: i for i, c in enumerate(fitted.classes_.tolist())}
+    return [names[positions[c]] for c in fitted.predict(rows).tolist()]
+
+
+def sample_rows(name: str, count: int) -> np.ndarray:
+    """The first `count` rows of the dataset a demo model was trained on, every few rows."""
+    data = getattr(datasets, f"load_{name}")().data.astype(np.float64)
+    step = max(1, len(data) // count)
+    return data[::step][:count]

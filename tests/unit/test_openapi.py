@@ -1,0 +1,125 @@
+"""The OpenAPI document covers every route and error, and Swagger UI is served by the app itself."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from html.parser import HTMLParser
+
+from ml_app.openapi.document import TAGS, UNDOCUMENTED, openapi_path
+from ml_app.version import VERSION
+from tests.integration.server import PROJECT_ROOT
+
+ERROR_SCHEMAS = {"#/components/schemas/ErrorBody", "#/components/schemas/MlflowError"}
+
+
+def _document(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_every_route_and_method_is_described(app, client):
+    paths = _document(client)["paths"]
+    for rule in app.url_map.iter_rules():
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            described = paths[openapi_path(rule)][method.lower()]
+            assert UNDOCUMENTED not in described, f"{method} {rule.rule} ({rule.endpoint})"
+            assert described["summary"] and described["tags"]
+            assert set(described["tags"]) <= set(TAGS)
+    assert len(paths) >= 30
+
+
+def test_path_parameters_match_the_templates(client):
+    for path, operations in _document(client)["paths"].items():
+        templated = set(re.findall(r"{(\w+)}", path))
+        for described in operations.values():
+            declared = {p["name"] for p in described["parameters"] if p["in"] == "path"}
+            assert declared == templated, path
+
+
+def test_error_responses_use_an_error_schema(client):
+    operations = [op for ops in _document(client)["paths"].values() for op in ops.values()]
+    errors = 0
+    for described in operations:
+        for status, response in described["responses"].items():
+            if status.startswith(("4", "5")) and status != "503":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema["$ref"] in ERROR_SCHEMAS
+                errors += 1
+    assert errors > 40
+
+
+def test_operations_declare_the_errors_their_routes_raise(client):
+    paths = _document(client)["paths"]
+    assert set(paths["/predict"]["post"]["responses"]) == {
+        "200",
+        "400",
+        "404",
+        "413",
+        "415",
+        "422",
+        "503",
+    }
+    assert set(paths["/v2/models/{name}/infer"]["post"]["responses"]) == {
+        "200",
+        "400",
+        "404",
+        "413",
+        "503",
+    }
+    invocations = paths["/invocations"]["post"]["responses"]
+    assert invocations["415"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "MlflowError"
+    )
+    assert set(paths["/v1/models/{name}:predict"]["post"]["responses"]) >= {
+        "400",
+        "404",
+        "413",
+        "415",
+    }
+
+
+def test_request_bodies_come_from_the_marshmallow_schemas(client):
+    document = _document(client)
+    schemas = document["components"]["schemas"]
+    assert schemas["PredictRequest"]["properties"]["instances"]["type"] == "array"
+    assert schemas["TensorInput"]["properties"]["datatype"]["enum"][-1] == "BYTES"
+    assert set(schemas["MlflowRequest"]["properties"]) >= {"dataframe_split", "dataframe_records"}
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]
+    assert set(infer["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+    assert infer["parameters"][-1]["name"] == "Inference-Header-Content-Length"
+
+
+def test_version_matches_pyproject(client):
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    assert VERSION == pyproject["project"]["version"]
+    assert _document(client)["info"]["version"] == VERSION
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def test_swagger_ui_loads_only_assets_served_by_the_app(client):
+    redirect = client.get("/docs")
+    assert redirect.status_code == 308
+    page = client.get("/docs/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    parser = _Assets()
+    parser.feed(html)
+    assert len(parser.urls) >= 4
+    for url in parser.urls:
+        assert url.startswith("/docs/"), url
+        with client.get(url) as asset:  # files are streamed: close them
+            assert asset.status_code == 200, url
+            assert len(asset.get_data()) > 100
+    assert '"url": "/openapi.json"' in html
+    assert '"validatorUrl": null' in html
+    assert not re.findall(r"https?://", html)
