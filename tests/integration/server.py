@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,21 @@ def terminate(process: subprocess.Popen | None, grace: float = 20) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def wait_for_http(url: str, alive: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll `url` until it answers 200; RuntimeError if `alive()` turns false or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server exited early, before {url} answered 200")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
 
 
 class GunicornServer:
@@ -74,18 +90,12 @@ class GunicornServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited early:\n{self.log_path.read_text()}")
-            try:
-                if requests.get(self.url + self.wait_for, timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not answer in {timeout}s:\n{self.log_path.read_text()}")
+        try:
+            wait_for_http(self.url + self.wait_for, lambda: self.process.poll() is None, timeout)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"gunicorn: {exc}:\n{self.log_path.read_text()}") from exc
+        return self
 
     def stop(self) -> None:
         """SIGTERM (graceful), then SIGKILL if it lingers; always reaps the process."""
