@@ -16,7 +16,16 @@ METRICS_DIR ?= /tmp/ml_app-metrics-$(PORT)
 # in multiprocess mode.
 unexport PROMETHEUS_MULTIPROC_DIR
 
-.PHONY: help venv dev e2e-deps prometheus-tools model run test unit integration e2e lint format clean
+# Container image: `make build`, `make run-container`, `make push REGISTRY=...`.
+IMAGE    ?= ml_app
+TAG      ?= latest
+REGISTRY ?=
+# The image listens on 8000 inside; published on $(HOST):$(PORT). Override the whole set to run
+# detached, on the host network or with extra settings (-e WEB_CONCURRENCY=4 ...).
+DOCKER_RUN_FLAGS ?= --rm --stop-timeout 40 -p $(HOST):$(PORT):8000
+
+.PHONY: help venv dev e2e-deps prometheus-tools model run test unit integration e2e lint format \
+	clean build run-container push compose-up compose-down
 
 help:
 	@echo "make run    - set up and serve on $(HOST):$(PORT) (PORT, WEB_CONCURRENCY override)"
@@ -24,6 +33,10 @@ help:
 	@echo "make e2e    - end-to-end tests against real external parts"
 	@echo "make lint   - ruff check and format check"
 	@echo "make model  - train the demo models into $(STORE) if missing"
+	@echo "make build  - build the container image $(IMAGE):$(TAG)"
+	@echo "make run-container - run it on $(HOST):$(PORT) (DOCKER_RUN_FLAGS override)"
+	@echo "make push REGISTRY=host/path - tag and push the image there"
+	@echo "make compose-up - ml_app + Prometheus (:9090) + Grafana (:3000) with docker compose"
 
 $(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +90,25 @@ lint: dev
 format: dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+build:
+	docker build --tag $(IMAGE):$(TAG) .
+	@docker image inspect --format '$(IMAGE):$(TAG) is {{.Size}} bytes' $(IMAGE):$(TAG)
+
+run-container:
+	docker run $(DOCKER_RUN_FLAGS) $(IMAGE):$(TAG)
+
+push:
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make push REGISTRY=ghcr.io/acme"; exit 2; }
+	docker tag $(IMAGE):$(TAG) $(REGISTRY)/$(IMAGE):$(TAG)
+	docker push $(REGISTRY)/$(IMAGE):$(TAG)
+
+compose-up:
+	docker compose up --build --detach
+	@echo "ml_app http://localhost:8000  Prometheus http://localhost:9090  Grafana http://localhost:3000"
+
+compose-down:
+	docker compose down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

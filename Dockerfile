@@ -1,0 +1,51 @@
+# ml_app image. The build stage turns requirements.txt into wheels, installs them into a
+# virtualenv and trains the demo models (fixed seeds); the final stage holds only that virtualenv,
+# the application and the trained model store, and runs as an unprivileged user.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+# Dependencies first, so this layer is rebuilt only when requirements.txt changes.
+COPY requirements.txt ./
+# The libraries' own test suites (~65 MB) and pip itself are not needed to serve.
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip wheel --quiet --wheel-dir /wheels -r requirements.txt \
+ && /opt/venv/bin/pip install --quiet --no-index --find-links /wheels -r requirements.txt \
+ && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
+ && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools
+COPY ml_app ml_app
+COPY model model
+RUN /opt/venv/bin/python -m model.train --store /app/model/store \
+ && /opt/venv/bin/python -m compileall -q ml_app
+
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PORT=8000 \
+    ML_APP_STORE=/app/model/store \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/ml_app-metrics
+# A fixed numeric uid, so orchestrators can verify runAsNonRoot without a passwd lookup. The
+# Prometheus multiprocess directory must be writable by that user before Gunicorn starts
+# (gunicorn.conf.py creates it when a fresh /tmp is mounted over the image's).
+RUN groupadd --gid 10001 ml_app \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin ml_app \
+ && install -d -o ml_app -g ml_app -m 0700 "$PROMETHEUS_MULTIPROC_DIR"
+WORKDIR /app
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app/ml_app ml_app
+COPY --from=build /app/model/store model/store
+COPY gunicorn.conf.py ./
+COPY deploy/healthcheck.py deploy/healthcheck.py
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "deploy/healthcheck.py"]
+# Gunicorn is PID 1 and handles SIGTERM itself: it stops accepting, lets in-flight requests finish
+# (GUNICORN_GRACEFUL_TIMEOUT, 30 s) and exits 0. Give `docker stop` more than that (-t 40).
+CMD ["gunicorn", "-c", "gunicorn.conf.py"]
