@@ -1,0 +1,204 @@
+"""The real image: built by `make build`, run by `make run-container`, used over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.e2e.containers import Container, docker, engine_is_podman, make, require_engine
+from tests.integration.server import free_port
+
+# Every process in the container: name and real uid, read from /proc (the image has no ps).
+LIST_PROCESSES = (
+    "import pathlib\n"
+    "for p in pathlib.Path('/proc').glob('[0-9]*/status'):\n"
+    "    f = dict(l.split(':', 1) for l in p.read_text().splitlines() if ':' in l)\n"
+    "    print(f['Name'].strip(), f['Uid'].split()[0])\n"
+)
+# What deploy/k8s asks of the pod: read-only root with a fresh writable /tmp (an emptyDir there;
+# the multiprocess directory lives under it), no capabilities, no privilege escalation.
+LIKE_KUBERNETES = (
+    "--read-only",
+    "--tmpfs=/tmp",
+    "--cap-drop=ALL",
+    "--security-opt=no-new-privileges",
+)
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[str]:
+    """The image built from this checkout with `make build`; removed afterwards."""
+    require_engine()
+    tag = f"e2e-{uuid.uuid4().hex[:10]}"
+    build = make("build", "IMAGE=ml_app", f"TAG={tag}")
+    print(build.stdout.splitlines()[-1])  # "ml_app:<tag> is N bytes"
+    try:
+        yield f"ml_app:{tag}"
+    finally:
+        docker("rmi", "--force", f"ml_app:{tag}", check=False)
+
+
+@pytest.fixture(scope="module")
+def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+    """One running container with two workers, locked down as in deploy/k8s."""
+    log_dir = tmp_path_factory.mktemp("containers")
+    running = Container(image, log_dir, LIKE_KUBERNETES, WEB_CONCURRENCY="2")
+    try:
+        yield running.start()
+    finally:
+        running.remove()
+
+
+def test_image_holds_only_what_serving_needs(container):
+    def listing(path: str) -> set[str]:
+        return set(container.exec("ls", "-A", path).stdout.split())
+
+    assert listing("/app") == {"deploy", "gunicorn.conf.py", "ml_app", "model"}
+    assert listing("/app/model") == {"store"}  # trained in the build stage; no training code
+    assert listing("/app/model/store") == {"breast_cancer", "diabetes", "iris"}
+    venv_bin = listing("/opt/venv/bin")
+    assert "gunicorn" in venv_bin
+    assert "pip" not in venv_bin  # build tools stayed in the build stage
+    assert container.exec("test", "-e", "/wheels").returncode != 0
+
+
+def test_serves_the_demo_models(container):
+    ready = requests.get(container.url + "/health/ready", timeout=10).json()
+    assert ready["models"] == {"breast_cancer": "1", "diabetes": "1", "iris": "1"}
+    batch = requests.post(
+        container.url + "/predict/batch",
+        json={"instances": [IRIS_SETOSA, IRIS_VIRGINICA]},
+        timeout=10,
+    )
+    assert batch.status_code == 200
+    assert batch.json()["predictions"] == ["setosa", "virginica"]
+    diabetes = requests.post(
+        container.url + "/models/diabetes/predict", json={"features": [0.01] * 10}, timeout=10
+    ).json()
+    assert isinstance(diabetes["prediction"], float)
+    bad = requests.post(container.url + "/predict", json={"features": [1.0]}, timeout=10)
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_input")
+
+
+def test_runs_as_non_root(container):
+    result = container.exec("python", "-c", LIST_PROCESSES)
+    assert result.returncode == 0, result.stderr
+    processes = [line.split() for line in result.stdout.splitlines()]
+    gunicorn_uids = {int(uid) for name, uid in processes if name == "gunicorn"}
+    assert len([name for name, _ in processes if name == "gunicorn"]) == 3  # master + 2 workers
+    assert gunicorn_uids and 0 not in gunicorn_uids, processes
+    assert container.exec("id", "-u").stdout.strip() == str(gunicorn_uids.pop())
+
+
+def _setosa_predictions(container: Container) -> float:
+    response = requests.get(container.url + "/metrics", timeout=10)
+    assert response.status_code == 200, response.text[:300]
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        if family.name == "ml_app_predictions"  # the parser drops the _total suffix
+        for sample in family.samples
+        if sample.name == "ml_app_predictions_total"
+        and sample.labels.get("model") == "iris"
+        and sample.labels.get("class") == "setosa"
+    )
+
+
+def test_metrics_are_merged_across_workers(container):
+    before = _setosa_predictions(container)
+    with requests.Session() as session:
+        for _ in range(8):
+            session.post(container.url + "/predict", json={"features": IRIS_SETOSA}, timeout=10)
+    # Whichever of the two workers answered, one scrape counts every prediction.
+    assert _setosa_predictions(container) == before + 8
+    # Multiprocess mode: each worker writes its values under PROMETHEUS_MULTIPROC_DIR.
+    listing = container.exec("sh", "-c", 'ls -n "$PROMETHEUS_MULTIPROC_DIR"').stdout
+    owners = {line.split()[2] for line in listing.splitlines() if line.endswith(".db")}
+    assert owners == {container.exec("id", "-u").stdout.strip()}, listing
+
+
+def test_healthcheck_runs_python_against_readiness(container):
+    check = orjson.loads(
+        docker("inspect", "--format", "{{json .Config.Healthcheck}}", container.name).stdout
+    )
+    assert check["Test"][:2] == ["CMD", "python"], check
+    command = check["Test"][1:]
+    assert container.exec(*command).returncode == 0
+    # The same command fails when nothing answers on the port it is told to ask.
+    unready = docker("exec", "--env", f"PORT={free_port()}", container.name, *command, check=False)
+    assert unready.returncode == 1, unready
+
+    if engine_is_podman():  # podman runs health checks on demand only
+        run = subprocess.run(
+            ["podman", "healthcheck", "run", container.name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+    deadline = time.monotonic() + 60
+    while container.state().get("Health", {}).get("Status") != "healthy":
+        assert time.monotonic() < deadline, container.state()
+        time.sleep(1)
+
+
+def test_docker_stop_lets_the_in_flight_request_finish(image, tmp_path):
+    body = orjson.dumps({"features": IRIS_SETOSA})
+    head = (
+        "POST /predict HTTP/1.1\r\nHost: ml-app\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    ).encode()
+    running = Container(image, tmp_path, WEB_CONCURRENCY="2")
+    stop = None
+    try:
+        running.start()
+        with socket.create_connection(("127.0.0.1", running.port), timeout=30) as client:
+            client.sendall(head)
+            # Gunicorn answers 100 Continue from the worker that has taken the request.
+            assert client.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            stop = subprocess.Popen(
+                ["docker", "stop", "--time", "60", running.name],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            _wait_for_log(running, "Handling signal: term")
+            assert stop.poll() is None, "docker stop returned while a request was in flight"
+            client.sendall(body)
+            answer = _read_all(client)
+        stop_output, _ = stop.communicate(timeout=90)
+        assert stop.returncode == 0, stop_output
+        head_out, _, payload = answer.partition(b"\r\n\r\n")
+        assert head_out.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
+        assert orjson.loads(payload)["prediction"] == "setosa"
+        state = running.state()
+        assert (state["Running"], state["ExitCode"]) == (False, 0), state
+        assert "SIGKILL" not in running.logs()
+    finally:
+        if stop is not None and stop.poll() is None:
+            stop.kill()
+            stop.communicate()
+        running.remove()
+
+
+def _wait_for_log(container: Container, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in container.logs():
+        assert time.monotonic() < deadline, f"{text!r} not logged:\n{container.logs()}"
+        time.sleep(0.1)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
