@@ -1,0 +1,142 @@
+"""deploy/k8s: rendered by kustomize, valid against the Kubernetes schemas, and consistent with
+the image and the app it runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.unit.deploy_files import (
+    K8S_DIR,
+    dockerfile_stages,
+    env_of,
+    kustomization,
+    kustomize_build,
+)
+
+# The oldest Kubernetes we support (autoscaling/v2 and policy/v1 are GA well before it) and the
+# newest whose schemas the pinned kubernetes-validate ships; both are checked offline.
+KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+
+
+@pytest.fixture(scope="module")
+def manifests() -> dict[str, dict[str, Any]]:
+    """The rendered manifests by kind."""
+    rendered = kustomize_build()
+    by_kind = {doc["kind"]: doc for doc in rendered}
+    assert len(by_kind) == len(rendered), "one object of each kind expected"
+    return by_kind
+
+
+@pytest.fixture(scope="module")
+def pod(manifests) -> dict[str, Any]:
+    return manifests["Deployment"]["spec"]["template"]
+
+
+@pytest.fixture(scope="module")
+def container(pod) -> dict[str, Any]:
+    (only,) = pod["spec"]["containers"]
+    return only
+
+
+def test_kustomization_lists_every_manifest():
+    files = {path.name for path in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
+    assert sorted(kustomization()["resources"]) == sorted(files)
+
+
+def test_renders_the_objects_a_scaled_deployment_needs(manifests):
+    wanted = {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+    assert set(manifests) == wanted
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_object_matches_the_kubernetes_schema(manifests, version):
+    for manifest in manifests.values():
+        # strict: unknown fields (a typo such as `readinesProbe`) are errors too.
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_schema_check_rejects_a_misspelt_field(manifests):
+    broken = {**manifests["Service"], "spec": {**manifests["Service"]["spec"], "selecter": {}}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def test_probes_ask_routes_the_app_serves(app, container):
+    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    probes = {
+        kind: container[kind]["httpGet"]
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert probes["livenessProbe"]["path"] == "/health/live"
+    assert probes["readinessProbe"]["path"] == "/health/ready"
+    for probe in probes.values():
+        assert probe["path"] in routes
+        assert probe["port"] == container["ports"][0]["name"]
+
+
+def test_ports_line_up_from_service_to_image(manifests, pod, container):
+    image_env = env_of(dockerfile_stages()[-1])
+    port = container["ports"][0]
+    assert port["containerPort"] == int(image_env["PORT"])
+    assert {"name": "PORT", "value": str(port["containerPort"])} in container["env"]
+    assert manifests["Service"]["spec"]["ports"][0]["targetPort"] == port["name"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_selectors_pick_the_deployment_pods(manifests, pod):
+    labels = pod["metadata"]["labels"]
+    selectors = [
+        manifests["Service"]["spec"]["selector"],
+        manifests["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+        manifests["Deployment"]["spec"]["selector"]["matchLabels"],
+    ]
+    for selector in selectors:
+        assert selector.items() <= labels.items()
+    target = manifests["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == (
+        "Deployment",
+        manifests["Deployment"]["metadata"]["name"],
+    )
+    hpa = manifests["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    assert manifests["PodDisruptionBudget"]["spec"]["minAvailable"] < hpa["minReplicas"]
+
+
+def test_settings_come_from_the_configmap(manifests, container):
+    name = manifests["ConfigMap"]["metadata"]["name"]
+    assert {"configMapRef": {"name": name}} in container["envFrom"]
+    settings = manifests["ConfigMap"]["data"]
+    assert int(settings["WEB_CONCURRENCY"]) <= int(container["resources"]["limits"]["cpu"])
+
+
+def test_termination_outlasts_the_graceful_drain(manifests, pod, container):
+    drain = int(manifests["ConfigMap"]["data"]["GUNICORN_GRACEFUL_TIMEOUT"])
+    pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["spec"]["terminationGracePeriodSeconds"] > drain + pre_stop
+
+
+def test_runs_as_the_image_user_with_writable_scratch_only(pod, container):
+    final = dockerfile_stages()[-1]
+    uid = int(next(args for name, args in final if name == "USER").split(":")[0])
+    security = pod["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == uid
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    empty_dirs = {v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}
+    # Gunicorn's worker heartbeat files and the Prometheus multiprocess files must be writable.
+    multiproc = env_of(final)["PROMETHEUS_MULTIPROC_DIR"]
+    assert mounts["/tmp"] in empty_dirs
+    assert mounts[multiproc] in empty_dirs
