@@ -38,6 +38,23 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     return result
 
 
+def image_ids() -> set[str]:
+    """Every image the engine holds, intermediate build layers included."""
+    return set(docker("image", "ls", "--all", "--quiet", "--no-trunc").stdout.split())
+
+
+def remove_images_since(before: set[str]) -> None:
+    """Remove the images added since `before`: a build's stages and cached layers."""
+    remaining = image_ids() - before
+    while remaining:
+        removed = {
+            image for image in remaining if docker("rmi", image, check=False).returncode == 0
+        }
+        if not removed:  # in use by someone else's container, or already gone
+            return
+        remaining -= removed
+
+
 def engine_is_podman() -> bool:
     """Podman stores HEALTHCHECK but only runs it on demand (`podman healthcheck run`)."""
     return "podman" in docker("version", "--format", "{{json .Server}}").stdout.lower()

@@ -14,7 +14,15 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.e2e.containers import Container, docker, engine_is_podman, make, require_engine
+from tests.e2e.containers import (
+    Container,
+    docker,
+    engine_is_podman,
+    image_ids,
+    make,
+    remove_images_since,
+    require_engine,
+)
 from tests.integration.server import free_port
 
 # Every process in the container: name and real uid, read from /proc (the image has no ps).
@@ -36,15 +44,18 @@ LIKE_KUBERNETES = (
 
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
-    """The image built from this checkout with `make build`; removed afterwards."""
+    """The image built from this checkout with `make build`; it and its build layers are removed
+    afterwards."""
     require_engine()
+    before = image_ids()
     tag = f"e2e-{uuid.uuid4().hex[:10]}"
-    build = make("build", "IMAGE=ml_app", f"TAG={tag}")
-    print(build.stdout.splitlines()[-1])  # "ml_app:<tag> is N bytes"
     try:
+        build = make("build", "IMAGE=ml_app", f"TAG={tag}")
+        print(build.stdout.splitlines()[-1])  # "ml_app:<tag> is N bytes"
         yield f"ml_app:{tag}"
     finally:
         docker("rmi", "--force", f"ml_app:{tag}", check=False)
+        remove_images_since(before)
 
 
 @pytest.fixture(scope="module")
