@@ -29,6 +29,10 @@ class BatchPrediction(Schema):
     version = fields.String(required=True)
 
 
+_SPLIT = {"description": "Traffic split in force: each version's share (null when none)"}
+_SHADOW = {"description": "Versions that receive a copy of the traffic (answers never returned)"}
+
+
 class ModelSummary(Schema):
     """One model of the store."""
 
@@ -36,6 +40,10 @@ class ModelSummary(Schema):
     default_version = fields.String(required=True, allow_none=True)
     versions = fields.List(fields.String(), required=True)
     aliases = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    split = fields.Dict(
+        keys=fields.String(), values=fields.Float(), required=True, allow_none=True, metadata=_SPLIT
+    )
+    shadow = fields.List(fields.String(), required=True, metadata=_SHADOW)
     ready = fields.Boolean(required=True)
 
 
@@ -62,7 +70,22 @@ class ModelDetail(Schema):
     name = fields.String(required=True)
     default_version = fields.String(required=True, allow_none=True)
     aliases = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    serving = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "Alias -> the version it really serves (after fallbacks)"},
+    )
+    split = fields.Dict(
+        keys=fields.String(), values=fields.Float(), required=True, allow_none=True, metadata=_SPLIT
+    )
+    shadow = fields.List(fields.String(), required=True, metadata=_SHADOW)
     ready = fields.Boolean(required=True)
+    problems = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "Configured routing not in force, and why"},
+    )
     versions = fields.List(fields.Nested(VersionDetail), required=True)
     error = fields.String()
 

@@ -123,3 +123,50 @@ def test_swagger_ui_loads_only_assets_served_by_the_app(client):
     assert '"url": "/openapi.json"' in html
     assert '"validatorUrl": null' in html
     assert not re.findall(r"https?://", html)
+
+
+def _response_schema(document, path, method="get", status="200"):
+    content = document["paths"][path][method]["responses"][status]["content"]
+    return _resolve(document, content["application/json"]["schema"])
+
+
+def _resolve(document, schema):
+    if "$ref" in schema:
+        return document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _assert_matches(document, schema, value, where):
+    """Keys the answer has are declared, and the declared required keys are there (recursively)."""
+    schema = _resolve(document, schema)
+    if isinstance(value, dict) and "properties" in schema:
+        assert set(value) <= set(schema["properties"]), (
+            where,
+            set(value) - set(schema["properties"]),
+        )
+        assert set(schema.get("required", [])) <= set(value), where
+        for key, item in value.items():
+            _assert_matches(document, schema["properties"][key], item, f"{where}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            _assert_matches(document, schema["items"], item, f"{where}[{index}]")
+
+
+def test_documented_answers_match_what_the_routes_return(client, store):
+    """Answers of the read-only routes fit their documented schemas, split and shadow included."""
+    import orjson
+
+    from ml_app import create_app
+
+    (store / "iris" / "aliases.json").write_bytes(orjson.dumps({"production": "1"}))
+    client = create_app({"store": store}).test_client()
+    document = _document(client)
+    for path, url in [
+        ("/models", "/models"),
+        ("/models/{name}", "/models/iris"),
+        ("/model/info", "/model/info"),
+        ("/health", "/health"),
+        ("/health/ready", "/health/ready"),
+    ]:
+        answer = client.get(url).get_json()
+        _assert_matches(document, _response_schema(document, path), answer, url)
