@@ -15,6 +15,7 @@ from ml_app.errors import register_error_handlers
 from ml_app.extensions import exporter
 from ml_app.json_provider import OrjsonProvider
 from ml_app.logging import register_request_logging
+from ml_app.openapi import admin as admin_docs
 from ml_app.openapi import native as native_docs
 from ml_app.openapi import register_openapi
 from ml_app.protocols import mlflow, v1, v2
@@ -72,7 +73,7 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 def register_docs(app: Flask) -> None:
     """The OpenAPI document (/openapi.json) and Swagger UI (/docs), describing every route."""
-    operations = dict(native_docs.OPERATIONS)
+    operations = {**native_docs.OPERATIONS, **admin_docs.OPERATIONS}
     for module in PROTOCOLS:
         operations.update(module.OPERATIONS)
     register_openapi(app, operations)

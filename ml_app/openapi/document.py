@@ -41,6 +41,7 @@ TAGS = {
     "MLflow": "MLflow's scoring server: /invocations serves the default model",
     "metrics": "Prometheus exposition",
     "docs": "This document and Swagger UI",
+    "admin": "Store changes behind ML_APP_ADMIN_TOKEN (routes exist only when it is set)",
 }
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _NUMBERS = {"type": "array", "items": {"type": "number"}, "example": [5.1, 3.5, 1.4, 0.2]}

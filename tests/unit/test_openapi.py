@@ -6,6 +6,9 @@ import re
 import tomllib
 from html.parser import HTMLParser
 
+import pytest
+
+from ml_app import create_app
 from ml_app.openapi.document import TAGS, UNDOCUMENTED, openapi_path
 from ml_app.version import VERSION
 from tests.integration.server import PROJECT_ROOT
@@ -19,8 +22,11 @@ def _document(client):
     return response.get_json()
 
 
-def test_every_route_and_method_is_described(app, client):
-    paths = _document(client)["paths"]
+@pytest.mark.parametrize("admin_token", [None, "s3cret"])
+def test_every_route_and_method_is_described(demo_store, admin_token):
+    app = create_app({"store": demo_store, "admin_token": admin_token})
+    paths = _document(app.test_client())["paths"]
+    assert any(path.startswith("/admin/") for path in paths) == bool(admin_token)
     for rule in app.url_map.iter_rules():
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             described = paths[openapi_path(rule)][method.lower()]
