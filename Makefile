@@ -25,7 +25,7 @@ REGISTRY ?=
 DOCKER_RUN_FLAGS ?= --rm --stop-timeout 40 -p $(HOST):$(PORT):8000
 
 .PHONY: help venv dev e2e-deps prometheus-tools model run test unit integration e2e lint format \
-	clean build run-container push compose-up compose-down
+	clean build run-container push compose-up compose-down train-deps bench
 
 help:
 	@echo "make run    - set up and serve on $(HOST):$(PORT) (PORT, WEB_CONCURRENCY override)"
@@ -37,13 +37,19 @@ help:
 	@echo "make run-container - run it on $(HOST):$(PORT) (DOCKER_RUN_FLAGS override)"
 	@echo "make push REGISTRY=host/path - tag and push the image there"
 	@echo "make compose-up - ml_app + Prometheus (:9090) + Grafana (:3000) with docker compose"
+	@echo "make bench  - throughput, latency and memory against a bare-WSGI ceiling (bench/)"
 
 $(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(BIN)/.dev: requirements-dev.txt requirements.txt $(BIN)/.runtime
+# Training and ONNX conversion tools: needed to write model versions, not to serve them.
+$(BIN)/.train: requirements-train.txt requirements.txt $(BIN)/.runtime
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
+	touch $@
+
+$(BIN)/.dev: requirements-dev.txt requirements-train.txt requirements.txt $(BIN)/.train
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
@@ -61,10 +67,11 @@ prometheus-tools:
 			--no-install-recommends prometheus; }
 
 venv: $(BIN)/.runtime
+train-deps: $(BIN)/.train
 dev: $(BIN)/.dev
 e2e-deps: $(BIN)/.e2e
 
-model: venv
+model: train-deps
 	$(BIN)/python -m model.train --store $(ML_APP_STORE)
 
 run: venv model
@@ -82,6 +89,10 @@ integration: dev prometheus-tools
 
 e2e: e2e-deps prometheus-tools
 	$(BIN)/python -m pytest tests/e2e
+
+# Load test against real Gunicorn (wrk is installed from Debian when missing); see bench/.
+bench: dev model
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: dev
 	$(BIN)/ruff check .

@@ -10,6 +10,8 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "ML_APP_"
+# auto: ONNX Runtime where a version's ONNX artifact passes the parity check, else scikit-learn.
+BACKENDS = ("auto", "onnx", "sklearn")
 
 
 class SettingsError(ValueError):
@@ -44,6 +46,13 @@ def _parse_log_level(raw: str) -> str:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return level
+
+
+def _parse_backend(raw: str) -> str:
+    backend = raw.strip().lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"expected one of {', '.join(BACKENDS)}")
+    return backend
 
 
 def _parse_names(raw: str) -> tuple[str, ...]:
@@ -91,6 +100,8 @@ class Settings:
     admin_token: str = _setting("", _parse_token, secret=True)
     # Largest artifact upload accepted by the admin registration endpoint.
     admin_max_upload_bytes: int = _setting(256 * 1024 * 1024, _parse_positive_int)
+    # Which inference backend serves predictions: auto, onnx (required) or sklearn (never ONNX).
+    backend: str = _setting("auto", _parse_backend)
 
     @classmethod
     def from_env(

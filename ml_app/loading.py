@@ -11,7 +11,7 @@ import logging
 import time
 
 from ml_app import metrics
-from ml_app.inference import LoadedModel
+from ml_app.inference import load_model
 from ml_app.routing import RoutingConfig, TrafficSplit
 from ml_app.snapshot import DEFAULT_ALIAS, ModelEntry, Snapshot, VersionState
 from ml_app.store import LoadPolicy, ModelStore, StoreError
@@ -166,8 +166,7 @@ def load_version(
     state = VersionState(version=version, stamp=stamp)
     try:
         state.metadata = store.read_metadata(name, version)
-        estimator = store.load_estimator(name, version, state.metadata, policy)
-        state.model = LoadedModel(name, version, estimator, state.metadata)
+        state.model = load_model(store, name, version, state.metadata, policy)
     except Exception as exc:  # noqa: BLE001 - any broken artifact must leave the server up
         state.error = str(exc) or type(exc).__name__
         metrics.VERSION_LOAD_FAILURES.labels(model=name, version=version).inc()

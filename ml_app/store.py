@@ -16,6 +16,8 @@ import orjson
 import sklearn
 import skops.io
 
+from ml_app.conversion import export_onnx
+
 if TYPE_CHECKING:
     from ml_app.config import Settings
 
@@ -24,6 +26,8 @@ ALIASES_FILE = "aliases.json"
 # Split, shadow and alias history (see ml_app.routing); aliases.json stays a plain map.
 ROUTING_FILE = "routing.json"
 SKOPS_ARTIFACT = "model.skops"
+# The same model converted for ONNX Runtime when it was written (see ml_app.conversion).
+ONNX_ARTIFACT = "model.onnx"
 # Files that run code when loaded; read only when the operator opts in.
 PICKLE_ARTIFACTS = ("model.joblib", "model.pkl", "model.pickle")
 # scikit-learn's own compiled types that skops asks callers to trust explicitly. They hold
@@ -43,6 +47,7 @@ class LoadPolicy:
     allow_version_mismatch: bool = False
     allow_pickle: bool = False
     trusted_types: tuple[str, ...] = ()
+    backend: str = "auto"  # auto | onnx | sklearn (ML_APP_BACKEND)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadPolicy:
@@ -51,6 +56,7 @@ class LoadPolicy:
             allow_version_mismatch=settings.allow_version_mismatch,
             allow_pickle=settings.allow_pickle,
             trusted_types=settings.trusted_types,
+            backend=settings.backend,
         )
 
 
@@ -166,8 +172,28 @@ class ModelStore:
         with artifact.open("rb") as handle:
             return pickle.load(handle)  # noqa: S301 - opt-in via ML_APP_ALLOW_PICKLE
 
+    def read_onnx(self, name: str, version: str, metadata: dict) -> tuple[bytes, str]:
+        """The version's verified ONNX model and its input dtype; StoreError says why not."""
+        info = metadata.get("onnx")
+        if not isinstance(info, dict):
+            raise StoreError("no ONNX artifact was written with this version")
+        if info.get("error"):
+            raise StoreError(f"it was not converted to ONNX: {info['error']}")
+        path = self.root / name / version / ONNX_ARTIFACT
+        try:
+            model = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise StoreError(f"{path} is missing") from exc
+        actual = hashlib.sha256(model).hexdigest()
+        if actual != info.get("sha256"):
+            raise StoreError(
+                f"{path} failed its integrity check: sha256 is {actual}, "
+                f"metadata says {info.get('sha256')}"
+            )
+        return model, str(info.get("input_dtype", "float32"))
+
     def write_version(self, name: str, version: str, estimator: Any, metadata: dict) -> Path:
-        """Write a new version atomically: a reader sees all of it or none of it."""
+        """Write a new version atomically (with its ONNX conversion, when one passes parity)."""
         if not (is_valid_name(name) and is_valid_name(version)):
             raise StoreError(f"invalid model name or version: {name!r}/{version!r}")
         model_dir = self.root / name
@@ -179,6 +205,7 @@ class ModelStore:
         try:
             skops.io.dump(estimator, staging / SKOPS_ARTIFACT)
             metadata = {**metadata, "sha256": sha256_of(staging / SKOPS_ARTIFACT)}
+            metadata["onnx"] = export_onnx(estimator, metadata, staging / ONNX_ARTIFACT)
             (staging / METADATA_FILE).write_bytes(
                 orjson.dumps(metadata, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
             )

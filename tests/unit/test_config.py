@@ -14,6 +14,7 @@ def test_defaults():
     assert settings.store == PROJECT_ROOT / "model" / "store"
     assert (settings.default_model, settings.max_batch_rows) == ("iris", 10_000)
     assert settings.allow_pickle is False
+    assert settings.backend == "auto"
 
 
 def test_values_are_parsed_by_type():
@@ -24,6 +25,7 @@ def test_values_are_parsed_by_type():
             "ML_APP_ALLOW_PICKLE": "yes",
             "ML_APP_LOG_LEVEL": "debug",
             "ML_APP_TRUSTED_TYPES": "a.B, c.D",
+            "ML_APP_BACKEND": " ONNX ",
             "UNRELATED": "x",
         }
     )
@@ -32,6 +34,7 @@ def test_values_are_parsed_by_type():
     assert settings.allow_pickle is True
     assert settings.log_level == "DEBUG"
     assert settings.trusted_types == ("a.B", "c.D")
+    assert settings.backend == "onnx"
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,7 @@ def test_values_are_parsed_by_type():
         ("ML_APP_ALLOW_PICKLE", "maybe"),
         ("ML_APP_LOG_LEVEL", "LOUD"),
         ("ML_APP_METRICS_TOKEN", "two words"),
+        ("ML_APP_BACKEND", "tensorflow"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
