@@ -63,8 +63,8 @@ class FeatureRows(fields.Field):
 
 
 def _to_matrix(rows: list[Any], model: LoadedModel, single_row: bool) -> np.ndarray:
-    positional = [_row_values(row, model) for row in rows]
-    if None not in positional:
+    positional = _positional(rows, model)
+    if positional is not None:
         cells = chain.from_iterable(positional)
         if set(map(type, cells)) <= _NUMBER_TYPES:
             try:
@@ -74,6 +74,15 @@ def _to_matrix(rows: list[Any], model: LoadedModel, single_row: bool) -> np.ndar
             if matrix is not None and np.isfinite(matrix).all():
                 return matrix
     raise ValidationError(_describe_errors(rows, model, single_row))
+
+
+def _positional(rows: list[Any], model: LoadedModel) -> list[Any] | None:
+    """Every row's values in feature order, or None when any row has the wrong shape."""
+    if set(map(type, rows)) == {list}:
+        # The common case, checked without a Python call per row: lists of the right length.
+        return rows if set(map(len, rows)) == {model.n_features} else None
+    positional = [_row_values(row, model) for row in rows]
+    return None if None in positional else positional
 
 
 def _row_values(row: Any, model: LoadedModel) -> list[Any] | None:
@@ -149,11 +158,12 @@ class BatchPredictRequest(Schema):
 
 def read_json_object() -> dict[str, Any]:
     """The request body as a JSON object; 415/400 when it is not one."""
-    if not request.is_json:
+    current = request._get_current_object()  # one proxy lookup, not one per attribute
+    if not current.is_json:
         raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {request.mimetype or 'missing'}."
+            f"Content-Type must be application/json, not {current.mimetype or 'missing'}."
         )
-    raw = request.get_data(cache=False)
+    raw = current.get_data(cache=False)
     if not raw.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
     try:

@@ -40,9 +40,10 @@ def _serve(schema: Schema, name: str | None, version: str | None) -> Response:
     state = app_state()
     route = state.registry.route(name, version, request.headers.get(ROUTING_KEY_HEADER) or None)
     model = route.model
-    g.model, g.version = model.name, model.version
+    request_state = g._get_current_object()  # one proxy lookup, not one per attribute
+    request_state.model, request_state.version = model.name, model.version
     matrix, single_row = load_matrix(schema, model, state.settings.max_batch_rows)
-    g.rows = len(matrix)
+    request_state.rows = len(matrix)
     outputs = observed_predict(model, matrix)
     body = _render_one(model, outputs) if single_row else _render_batch(model, outputs)
     response = current_app.json.response(body)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import orjson
+import pytest
 
-from ml_app.logging import JsonFormatter
+from ml_app.logging import JsonFormatter, _timestamp
 from tests.conftest import IRIS_SETOSA
 
 
@@ -75,3 +77,9 @@ def test_unexpected_errors_log_the_traceback_with_the_request_id(app, monkeypatc
     (line,) = handler.lines
     assert line["request_id"] == response.get_json()["request_id"]
     assert "ZeroDivisionError" in line["exception"]
+
+
+@pytest.mark.parametrize("created", [0.0, 1700000000.0, 1700000000.0004, 1763762203.9991])
+def test_log_time_is_iso_8601_in_utc_with_milliseconds(created):
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert _timestamp(created) == expected
