@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol
 
+# ONNX Runtime starts a telemetry thread when imported unless told not to. Gunicorn's master
+# imports it (preload), and a forked worker then hangs at exit, in a destructor waiting on that
+# thread's condition variable, until the master kills it; and a model server has no business
+# reporting home. Set before the import below, the one place ml_app imports onnxruntime.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 import numpy as np
 import onnxruntime
 import sklearn
+
+RUNTIME_VERSION = onnxruntime.__version__
 
 
 class Backend(Protocol):

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime
 from sklearn.base import is_classifier
+
+from ml_app.backends import RUNTIME_VERSION
 
 log = logging.getLogger("ml_app.conversion")
 # scikit-learn's trees compare float32 features against their thresholds, so a tree converted
@@ -92,7 +93,7 @@ def _describe(
         "input_dtype": dtype,
         "opsets": opsets,
         "converter": {"skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__},
-        "checked_with": {"onnxruntime": onnxruntime.__version__, **parity},
+        "checked_with": {"onnxruntime": RUNTIME_VERSION, **parity},
     }
 
 

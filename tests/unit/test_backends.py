@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -146,3 +150,35 @@ def test_a_version_without_reference_sample_is_not_served_by_onnx(store):
         "name": "sklearn",
         "reason": "metadata.json has no reference_sample to check parity on",
     }
+
+
+_FORKED_WORKER_EXITS = """
+import os, sys
+from ml_app import create_app
+app = create_app({"store": sys.argv[1]})
+assert app.extensions["ml_app"].registry.resolve("breast_cancer").backend.name == "onnx"
+pid = os.fork()
+if pid == 0:  # a worker that served a prediction, then exits the normal way
+    app.extensions["ml_app"].registry.resolve("breast_cancer").predict(
+        __import__("numpy").zeros((1, 30))
+    )
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_worker_exits_cleanly_after_loading_onnx(demo_store):
+    # Preloaded in a master, then forked: the child must be able to finish. (ONNX Runtime's
+    # telemetry thread, if it started, leaves the child hanging in its exit handlers.) The
+    # timeout only guards against that hang; it is no measure of speed.
+    completed = subprocess.run(
+        [sys.executable, "-c", _FORKED_WORKER_EXITS, str(demo_store)],
+        env={k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
