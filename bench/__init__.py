@@ -1,0 +1,1 @@
+"""Benchmarks: ml_app against a bare-WSGI ceiling under the same Gunicorn settings."""
