@@ -1,6 +1,7 @@
-# ml_app image. The build stage turns requirements.txt into wheels, installs them into a
-# virtualenv and trains the demo models (fixed seeds); the final stage holds only that virtualenv,
-# the application and the trained model store, and runs as an unprivileged user.
+# ml_app image. The build stage turns the requirements into wheels, installs them into a
+# virtualenv and trains the demo models (fixed seeds, converted to ONNX); the final stage holds
+# only that virtualenv (without the training tools), the application and the trained model
+# store, and runs as an unprivileged user.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -9,17 +10,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
-# Dependencies first, so this layer is rebuilt only when requirements.txt changes.
-COPY requirements.txt ./
-# The libraries' own test suites (~65 MB) and pip itself are not needed to serve.
+# Dependencies first, so this layer is rebuilt only when the requirements change. The training
+# set (requirements-train.txt: the runtime set plus skl2onnx and onnx) converts the demo models to
+# ONNX while they are written; those tools leave the virtualenv once the models are trained.
+COPY requirements.txt requirements-train.txt ./
+# The libraries' own test suites (~65 MB) are not needed to serve.
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip wheel --quiet --wheel-dir /wheels -r requirements.txt \
- && /opt/venv/bin/pip install --quiet --no-index --find-links /wheels -r requirements.txt \
- && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
- && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools
+ && /opt/venv/bin/pip wheel --quiet --wheel-dir /wheels -r requirements-train.txt \
+ && /opt/venv/bin/pip install --quiet --no-index --find-links /wheels -r requirements-train.txt \
+ && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
 COPY ml_app ml_app
 COPY model model
+# Then the training-only packages and pip itself go: the image serves, it does not convert.
 RUN /opt/venv/bin/python -m model.train --store /app/model/store \
+ && grep -E '^[A-Za-z]' requirements-train.txt | cut -d= -f1 \
+    | xargs /opt/venv/bin/pip uninstall --quiet --yes \
+ && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
  && /opt/venv/bin/python -m compileall -q ml_app
 
 FROM ${PYTHON_IMAGE}

@@ -35,6 +35,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}-{workers}w.log"
+        # gunicorn.conf.py requires a Prometheus multiprocess directory private to each server.
+        metrics_dir = log_dir / f"metrics-{name}-{workers}w-{self.port}"
+        metrics_dir.mkdir()
         command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
         self.command = command + ([app] if app else [])
         self.env = {
@@ -45,6 +48,7 @@ class Server:
             # Recycling a worker every ~10,000 requests guards against slow leaks in production;
             # at thousands of requests a second it would measure fork() instead of requests.
             "GUNICORN_MAX_REQUESTS": "0",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             **env,
         }
         self.process: subprocess.Popen | None = None

@@ -84,6 +84,13 @@ MODEL_READY = Gauge(
     MODEL_LABELS,
     multiprocess_mode="livemax",
 )
+MODEL_BACKEND = Gauge(
+    "ml_app_model_backend",
+    "1 for the inference backend serving the model version (onnx or sklearn), 0 for the other; "
+    "sklearn where ONNX was wanted is a fallback, its reason on /models/<name>.",
+    (*MODEL_LABELS, "backend"),
+    multiprocess_mode="livemax",
+)
 MODEL_LOAD_SECONDS = Gauge(
     "ml_app_model_load_duration_seconds",
     "How long loading and verifying the model version took.",
@@ -206,11 +213,18 @@ def publish_registry_state(registry: ModelRegistry) -> None:
             MODEL_LOAD_SECONDS.labels(entry.name, version.version).set(version.load_seconds)
             if version.model:
                 series_for(version.model)
+                _publish_backend(version.model)
         if not entry.versions:  # the model's folder could not be read
             MODEL_READY.labels(entry.name, "").set(0)
     if registry.default_model not in {entry.name for entry in registry.entries()}:
         # Say so with a series: "no ready model" must be visible even with an empty store.
         MODEL_READY.labels(registry.default_model, "").set(0)
+
+
+def _publish_backend(model: LoadedModel) -> None:
+    for backend in ("onnx", "sklearn"):
+        serving = 1 if model.backend.name == backend else 0
+        MODEL_BACKEND.labels(model.name, model.version, backend).set(serving)
 
 
 def _http_series(method: str, route: str | None, status: int) -> tuple[Any, Any]:

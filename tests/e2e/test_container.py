@@ -79,11 +79,19 @@ def test_image_holds_only_what_serving_needs(container):
     venv_bin = listing("/opt/venv/bin")
     assert "gunicorn" in venv_bin
     assert "pip" not in venv_bin  # build tools stayed in the build stage
+    # ONNX models converted in the build stage; the converter itself did not come along
+    assert container.exec("test", "-f", "/app/model/store/iris/1/model.onnx").returncode == 0
+    found = container.exec(
+        "python", "-c", "import importlib.util as u; print(u.find_spec('skl2onnx'))"
+    )
+    assert found.stdout.strip() == "None"
     assert container.exec("test", "-e", "/wheels").returncode != 0
 
 
 def test_serves_the_demo_models(container):
     ready = requests.get(container.url + "/health/ready", timeout=10).json()
+    forest = requests.get(container.url + "/models/breast_cancer", timeout=10).json()
+    assert forest["versions"][0]["metadata"]["backend"]["name"] == "onnx"
     assert ready["models"] == {"breast_cancer": "1", "diabetes": "1", "iris": "1"}
     batch = requests.post(
         container.url + "/predict/batch",

@@ -120,6 +120,9 @@ def test_build_hook_puts_the_demo_models_in_the_slug(slug):
     store = slug / "app" / "model" / "store"
     assert sorted(p.name for p in store.iterdir()) == ["breast_cancer", "diabetes", "iris"]
     assert (store / "iris" / "1" / "model.skops").is_file()
+    assert (store / "breast_cancer" / "1" / "model.onnx").is_file()  # converted in the build
+    site = next((slug / "venv" / "lib").glob("python3*/site-packages"))
+    assert not list(site.glob("skl2onnx*"))  # the training tools left the slug again
 
 
 def test_web_process_serves_predictions(web):
@@ -129,6 +132,8 @@ def test_web_process_serves_predictions(web):
     answer = requests.post(url + "/predict", json={"features": IRIS_SETOSA}, timeout=10)
     assert answer.status_code == 200
     assert answer.json()["prediction"] == "setosa"
+    forest = requests.get(url + "/models/breast_cancer", timeout=10).json()
+    assert forest["versions"][0]["metadata"]["backend"]["name"] == "onnx"
 
 
 def test_web_process_honours_port_and_web_concurrency(web, slug):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from skl2onnx import to_onnx
 from sklearn import datasets
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -22,6 +23,7 @@ from ml_app.store import LoadPolicy, ModelStore, StoreError, sha256_of
 from model.train import DEMO_MODELS, train_model
 from tests.conftest import IRIS_SETOSA
 
+_BACKEND_METRIC = "ml_app_model_backend"
 # skops asks for scikit-learn's histogram-tree node type to be trusted explicitly.
 _HGB_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
 
@@ -100,6 +102,13 @@ def test_unsupported_estimator_falls_back_to_sklearn(store, caplog):
     body = client.post("/models/hgb/predict", json={"features": IRIS_SETOSA}).get_json()
     assert body["prediction"] == "setosa"
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+    for name, backend in (("hgb", "sklearn"), ("breast_cancer", "onnx")):
+        labels = {"model": name, "version": "1"}
+        assert (
+            REGISTRY.get_sample_value("ml_app_model_backend", {**labels, "backend": backend}) == 1
+        )
+        other = "onnx" if backend == "sklearn" else "sklearn"
+        assert REGISTRY.get_sample_value("ml_app_model_backend", {**labels, "backend": other}) == 0
 
 
 def test_forced_onnx_refuses_what_it_cannot_serve(store):
