@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol
 
-# ONNX Runtime starts a telemetry thread when imported unless told not to. Gunicorn's master
-# imports it (preload), and a forked worker then hangs at exit, in a destructor waiting on that
-# thread's condition variable, until the master kills it; and a model server has no business
-# reporting home. Set before the import below, the one place ml_app imports onnxruntime.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+from ml_app.config import disable_onnx_telemetry
 
-import numpy as np
-import onnxruntime
-import sklearn
+# Before the import below, the one place ml_app imports onnxruntime (see the function for why).
+disable_onnx_telemetry()
+
+import numpy as np  # noqa: E402 - after disable_onnx_telemetry()
+import onnxruntime  # noqa: E402 - after disable_onnx_telemetry()
+import sklearn  # noqa: E402 - after disable_onnx_telemetry()
 
 RUNTIME_VERSION = onnxruntime.__version__
 

@@ -14,6 +14,16 @@ PREFIX = "ML_APP_"
 BACKENDS = ("auto", "onnx", "sklearn")
 
 
+def disable_onnx_telemetry() -> None:
+    """Tell ONNX Runtime, before it is imported, not to start its telemetry thread.
+
+    Gunicorn's master imports it (preload); a forked worker then hangs at exit in a destructor
+    waiting on that thread until the master kills it, and a model server has no business
+    reporting home. Kept here because this module is the one place ml_app touches the environment.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
