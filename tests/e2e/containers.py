@@ -15,8 +15,7 @@ from tests.integration.server import PROJECT_ROOT, free_port, wait_for_http
 
 ENGINE_HINT = (
     "DOCKER_HOST is not set, so there is no container engine to build and run the image. "
-    "Start one and export its settings first, e.g. "
-    'eval "$(bash ../shared/tools/container-engine.sh)" (or point DOCKER_HOST at a Docker daemon).'
+    "Point it at a Docker-API engine first: a Docker daemon, or `podman system service`."
 )
 
 
