@@ -13,6 +13,7 @@ from ml_app.cli import models as models_command
 from ml_app.config import Settings
 from ml_app.errors import register_error_handlers
 from ml_app.extensions import exporter
+from ml_app.fastpath import register_fast_path
 from ml_app.json_provider import OrjsonProvider
 from ml_app.logging import register_request_logging
 from ml_app.openapi import admin as admin_docs
@@ -44,6 +45,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_docs(app)
     register_error_handlers(app)
     register_metrics(app)
+    register_fast_path(app)
     app.cli.add_command(models_command)  # `flask --app ml_app models ...`
     return app
 

@@ -10,6 +10,11 @@ from flask.json.provider import JSONProvider
 _DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+def dump_bytes(obj: Any) -> bytes:
+    """A JSON body as bytes: numpy values and non-string keys allowed."""
+    return orjson.dumps(obj, option=_DUMP_OPTIONS)
+
+
 class OrjsonProvider(JSONProvider):
     """Every body Flask renders or parses goes through orjson."""
 
@@ -26,6 +31,4 @@ class OrjsonProvider(JSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Any:
         """A JSON response built from orjson's bytes, skipping a str round trip."""
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(
-            orjson.dumps(obj, option=_DUMP_OPTIONS), mimetype=self.mimetype
-        )
+        return self._app.response_class(dump_bytes(obj), mimetype=self.mimetype)

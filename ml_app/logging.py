@@ -69,12 +69,24 @@ def configure_logging(level: str) -> None:
     logger.propagate = False
 
 
+def request_id_for(environ: dict[str, Any]) -> str:
+    """The caller's X-Request-ID when it is a short plain token, else a fresh random one."""
+    incoming = environ.get(_REQUEST_ID_ENVIRON, "")
+    # 128 random bits as 32 hex digits, like uuid4().hex at a fifth of the cost.
+    return incoming if _SAFE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
+
+
+def log_access(request_id: str, started: float, fields: dict[str, Any]) -> None:
+    """Write the request's JSON line: `fields` (method, route, path, status, ...) and latency."""
+    if access_log.isEnabledFor(logging.INFO):
+        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        access_log.handle(_access_record(request_id, fields))
+
+
 def _begin_request() -> None:
     # The proxies `g` and `request` cost a lookup per attribute; resolve each once per request.
     state = g._get_current_object()
-    incoming = request._get_current_object().environ.get(_REQUEST_ID_ENVIRON, "")
-    # 128 random bits as 32 hex digits, like uuid4().hex at a fifth of the cost.
-    state.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
+    state.request_id = request_id_for(request._get_current_object().environ)
     state.started = time.perf_counter()
 
 
@@ -83,20 +95,18 @@ def _finish_request(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = state.request_id
     if "version" in state:  # whichever protocol answered, the caller can see what served it
         response.headers[MODEL_VERSION_HEADER] = state.version
-    if access_log.isEnabledFor(logging.INFO):
-        current = request._get_current_object()
-        rule = current.url_rule
-        fields = {
-            "method": current.method,
-            "route": rule.rule if rule else None,
-            "path": current.path,
-            "status": response.status_code,
-            "latency_ms": round((time.perf_counter() - state.started) * 1000, 3),
-        }
-        for key in _OPTIONAL_FIELDS:
-            if key in state:
-                fields[key] = state.get(key)
-        access_log.handle(_access_record(state.request_id, fields))
+    current = request._get_current_object()
+    rule = current.url_rule
+    fields = {
+        "method": current.method,
+        "route": rule.rule if rule else None,
+        "path": current.path,
+        "status": response.status_code,
+    }
+    for key in _OPTIONAL_FIELDS:
+        if key in state:
+            fields[key] = state.get(key)
+    log_access(state.request_id, state.started, fields)
     return response
 
 

@@ -237,18 +237,25 @@ def _http_series(method: str, route: str | None, status: int) -> tuple[Any, Any]
     return series
 
 
+def observe_http(method: str, rule: str | None, status: int, started: float | None) -> None:
+    """Count one answered request by URL rule (None: no rule matched), and time it."""
+    count, latency = _http_series(method if method in _METHODS else "other", rule, status)
+    count.inc()
+    if latency is not None and started is not None:
+        latency.observe(time.perf_counter() - started)
+
+
 def _observe_request(response: Response) -> Response:
     # One context lookup each: every attribute read through the proxies would repeat it.
     req, state = request._get_current_object(), g._get_current_object()
     rule = req.url_rule
-    method = req.method if req.method in _METHODS else "other"
-    count, latency = _http_series(
-        method, rule.rule if rule is not None else None, response.status_code
+    # `started` is set by the request logger as the request began.
+    observe_http(
+        req.method,
+        rule.rule if rule is not None else None,
+        response.status_code,
+        getattr(state, "started", None),
     )
-    count.inc()
-    started = getattr(state, "started", None)  # set by the request logger as the request began
-    if latency is not None and started is not None:
-        latency.observe(time.perf_counter() - started)
     reason = getattr(state, "error_code", None)
     if reason in VALIDATION_REASONS and hasattr(state, "model"):
         series = _SERIES.get((state.model, state.version))

@@ -163,7 +163,11 @@ def read_json_object() -> dict[str, Any]:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {current.mimetype or 'missing'}."
         )
-    raw = current.get_data(cache=False)
+    return parse_json_object(current.get_data(cache=False))
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A body's bytes as a JSON object; BadRequest when they are not one."""
     if not raw.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
     try:
@@ -180,9 +184,10 @@ def read_json_object() -> dict[str, Any]:
     return body
 
 
-def load_matrix(schema: Schema, model: LoadedModel, max_rows: int) -> tuple[np.ndarray, bool]:
-    """Validate the body against the model; returns the matrix and whether it was one row."""
-    body = read_json_object()
+def validate_matrix(
+    schema: Schema, body: dict[str, Any], model: LoadedModel, max_rows: int
+) -> tuple[np.ndarray, bool]:
+    """Validate a native prediction body against the model: its matrix, and if it was one row."""
     with Context(MatrixContext(model=model, max_rows=max_rows)):
         data = schema.load(body)
     if "features" in data:

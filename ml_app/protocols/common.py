@@ -1,4 +1,7 @@
-"""What every protocol adapter shares: predicting a validated matrix, and its error conventions."""
+"""What every protocol adapter shares: validating rows, and its error conventions.
+
+Resolving the model and predicting go through ml_app.serving, as on the native routes.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app
 from marshmallow import Schema, ValidationError
 from marshmallow.experimental.context import Context
 
 from ml_app.errors import render_validation_error
-from ml_app.inference import LoadedModel, Outputs
-from ml_app.metrics import observed_predict
+from ml_app.inference import LoadedModel
 from ml_app.schemas import MatrixContext
 from ml_app.state import app_state
-
-
-def resolve_model(name: str | None = None, version: str | None = None) -> LoadedModel:
-    """The model to serve, noted for the request log and the validation-failure metrics."""
-    model = app_state().registry.resolve(name, version)
-    g.model, g.version = model.name, model.version
-    return model
-
-
-def predict_matrix(model: LoadedModel, matrix: np.ndarray) -> Outputs:
-    """Run the model on a validated matrix, with the same metrics as the native routes."""
-    g.rows = len(matrix)
-    return observed_predict(model, matrix)
 
 
 def load_rows(schema: Schema, body: Mapping[str, Any], model: LoadedModel) -> np.ndarray:

@@ -29,10 +29,11 @@ from ml_app.openapi.operations import (
     json_content,
     operation,
 )
-from ml_app.protocols.common import json_response, load_rows, predict_matrix, resolve_model
+from ml_app.protocols.common import json_response, load_rows
 from ml_app.protocols.tabular import csv_rows
 from ml_app.protocols.wire import MlflowError, MlflowRequest, V1Predictions, V1Status
 from ml_app.schemas import read_json_object
+from ml_app.serving import predict_matrix, resolve_model
 from ml_app.version import VERSION
 
 log = logging.getLogger("ml_app.protocols.mlflow")

@@ -5,15 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from ml_app.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
-from ml_app.protocols.common import (
-    answer_invalid_input_with_400,
-    json_response,
-    load_rows,
-    predict_matrix,
-    resolve_model,
-)
+from ml_app.protocols.common import answer_invalid_input_with_400, json_response, load_rows
 from ml_app.protocols.wire import Readiness, V1ModelList, V1Predictions, V1Request, V1Status
 from ml_app.schemas import read_json_object
+from ml_app.serving import predict_matrix, resolve_model
 from ml_app.state import app_state
 
 bp = Blueprint("v1", __name__)

@@ -11,12 +11,7 @@ from flask import Blueprint, Response, current_app, request
 from ml_app.errors import PayloadTooLarge
 from ml_app.inference import LoadedModel, Outputs
 from ml_app.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
-from ml_app.protocols.common import (
-    answer_invalid_input_with_400,
-    json_response,
-    predict_matrix,
-    resolve_model,
-)
+from ml_app.protocols.common import answer_invalid_input_with_400, json_response
 from ml_app.protocols.tensors import (
     HEADER_LENGTH,
     InvalidTensor,
@@ -34,6 +29,7 @@ from ml_app.protocols.wire import (
     Readiness,
     ServerMetadata,
 )
+from ml_app.serving import predict_matrix, resolve_model
 from ml_app.state import app_state
 from ml_app.version import VERSION
 

@@ -1,0 +1,97 @@
+"""The prediction data plane every route shares: route, predict, mirror to shadows, render.
+
+The core (`predict_routed`, `render_native`) is free of Flask, so the WSGI fast path
+(ml_app.fastpath) and the Flask views run the same code. `resolve_model` and `predict_matrix`
+are its Flask side, used by the native views and every protocol adapter alike: each request
+honours `X-Routing-Key` for traffic splits and sends its copy to shadow versions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from flask import Response, after_this_request, g, request
+
+from ml_app.inference import LoadedModel, Outputs
+from ml_app.metrics import observed_predict
+from ml_app.shadow import ShadowJob
+from ml_app.snapshot import Route
+from ml_app.state import AppState, app_state
+
+# Requests with the same key get the same version of a traffic split (per model).
+ROUTING_KEY_HEADER = "X-Routing-Key"
+
+
+def predict_routed(
+    state: AppState, route: Route, matrix: np.ndarray, request_id: str | None
+) -> tuple[Outputs, Callable[[], None] | None]:
+    """Predict with the routed model; also the call that mirrors the request to its shadows.
+
+    The mirror call (None without shadows) is meant to run once the answer has been sent, so a
+    shadow never delays or changes it.
+    """
+    outputs = observed_predict(route.model, matrix)
+    if not route.shadows or state.shadow is None:
+        return outputs, None
+    job = ShadowJob(route.shadows, matrix, route.model, outputs, request_id)
+    return outputs, functools.partial(state.shadow.submit, job)
+
+
+def render_native(model: LoadedModel, outputs: Outputs, single_row: bool) -> dict[str, Any]:
+    """The native answer: a prediction (one row) or predictions (a batch), and what served it."""
+    if single_row:
+        body = _one_row(model, outputs)
+    elif outputs.values is not None:
+        body = {"predictions": outputs.values}
+    else:
+        body = {"predictions": outputs.labels}
+        if outputs.probabilities is not None:
+            labels = model.class_labels
+            body["probabilities"] = [
+                dict(zip(labels, row, strict=True)) for row in outputs.probabilities.tolist()
+            ]
+    body.update(model=model.name, version=model.version)
+    return body
+
+
+def _one_row(model: LoadedModel, outputs: Outputs) -> dict[str, Any]:
+    if outputs.values is not None:
+        return {"prediction": outputs.values[0]}
+    body: dict[str, Any] = {"prediction": outputs.labels[0]}
+    if outputs.probabilities is not None:
+        body["probabilities"] = dict(
+            zip(model.class_labels, outputs.probabilities[0].tolist(), strict=True)
+        )
+    return body
+
+
+# --- The Flask side -----------------------------------------------------------------------------
+
+
+def resolve_model(name: str | None = None, version: str | None = None) -> LoadedModel:
+    """The model serving this request, noted for the request log and the validation metrics."""
+    routing_key = request.headers.get(ROUTING_KEY_HEADER) or None
+    route = app_state().registry.route(name, version, routing_key)
+    state = g._get_current_object()  # one proxy lookup, not one per attribute
+    state.route = route
+    state.model, state.version = route.model.name, route.model.version
+    return route.model
+
+
+def predict_matrix(model: LoadedModel, matrix: np.ndarray) -> Outputs:
+    """Run the resolved model on a validated matrix: metrics, and shadows once answered."""
+    state = g._get_current_object()
+    state.rows = len(matrix)
+    route = state.get("route") or Route(model)
+    outputs, mirror = predict_routed(app_state(), route, matrix, state.get("request_id"))
+    if mirror is not None:
+
+        @after_this_request
+        def _mirror_when_sent(response: Response) -> Response:
+            response.call_on_close(mirror)
+            return response
+
+    return outputs
