@@ -1,7 +1,8 @@
 """`make bench`: ml_app against a bare-WSGI ceiling under the same Gunicorn settings, with wrk.
 
 Usage: python -m bench.run [--smoke] [--seconds N] [--rounds N] [--workers N] [--connections N]
-                           [--no-textbook] [--store PATH] [--output FILE]
+                           [--backends onnx,sklearn] [--no-textbook] [--no-memory] [--store PATH]
+                           [--output FILE]
 Each case (model x one row or a 100-row batch) is sent to the ceiling and to every contender in
 turn, round after round (the order flips each round), so drifting load on the machine hits all
 of them alike; ratios are taken within a round. Memory is the PSS of ml_app's processes with 1
@@ -73,14 +74,14 @@ class Bench:
         """Every case against the ceiling and the contenders, alternating, round after round."""
         workers, scratch = self.args.workers, self.scratch
         ceiling = Server("ceiling", "bench.ceiling:app", workers, scratch, None)
-        contenders = [self.ml_app(backend, workers) for backend in BACKENDS]
+        contenders = [self.ml_app(backend, workers) for backend in self.args.backends]
         if self.args.textbook:
             textbook = Server("flask_textbook", "bench.textbook:app", workers, scratch, None)
             textbook.env["ML_APP_STORE"] = str(self.args.store)
             contenders.append(textbook)
         runs = []
         with running(ceiling, *contenders):
-            for server in contenders[: len(BACKENDS)]:
+            for server in contenders[: len(self.args.backends)]:
                 _check_ready(server)
             for server in (ceiling, *contenders):
                 for case in self._cases(server):
@@ -100,7 +101,7 @@ class Bench:
     def memory(self) -> list[dict[str, Any]]:
         """PSS of ml_app's master and workers after serving the forest, with 1 and 4 workers."""
         measured = []
-        for backend in BACKENDS:
+        for backend in self.args.backends if self.args.memory else ():
             for workers in (1, 4):
                 server = self.ml_app(backend, workers)
                 with running(server):
@@ -177,10 +178,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="Gunicorn workers, every server")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (1 thread)")
+    parser.add_argument(
+        "--backends",
+        type=lambda text: tuple(text.split(",")),
+        default=BACKENDS,
+        help="ml_app backends to run, comma-separated (default: onnx,sklearn)",
+    )
     parser.add_argument("--no-textbook", dest="textbook", action="store_false")
+    parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--store", type=Path, default=None, help="default: ML_APP_STORE")
     parser.add_argument("--output", type=Path, default=None, help="default: bench/results/")
     args = parser.parse_args(argv)
+    if not set(args.backends) <= set(BACKENDS):
+        parser.error(f"--backends takes {', '.join(BACKENDS)}")
     args.store = (args.store or Settings.from_env().store).resolve()
     args.memory_seconds = 2
     if args.smoke:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from ml_app.logging import JsonFormatter, _timestamp
+from ml_app.logging import JsonFormatter, _timestamp, access_log, log_access
 from tests.conftest import IRIS_SETOSA
 
 
@@ -83,3 +85,30 @@ def test_unexpected_errors_log_the_traceback_with_the_request_id(app, monkeypatc
 def test_log_time_is_iso_8601_in_utc_with_milliseconds(created):
     expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
     assert _timestamp(created) == expected
+
+
+def test_access_lines_bypass_logging_but_read_the_same(app, tmp_path, monkeypatch):
+    """With the stock configuration an access line is one write to stdout, not a LogRecord."""
+    app_logger = logging.getLogger("ml_app")
+    handler = next(h for h in app_logger.handlers if type(h.formatter) is JsonFormatter)
+    monkeypatch.setattr(app_logger, "handlers", [handler])  # without pytest's capture handlers
+    fields = {"method": "POST", "route": "/predict", "path": "/predict", "status": 200}
+    with (tmp_path / "stdout").open("w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        monkeypatch.setattr(handler, "stream", stdout)
+        with monkeypatch.context() as patched:
+            patched.setattr(access_log, "handle", lambda record: pytest.fail("went via logging"))
+            log_access("direct", time.perf_counter(), dict(fields))
+        collector = _collect("ml_app.access")  # a handler attached: lines go through logging
+        try:
+            log_access("logged", time.perf_counter(), dict(fields))
+        finally:
+            logging.getLogger("ml_app.access").removeHandler(collector)
+    direct, logged = (orjson.loads(line) for line in (tmp_path / "stdout").read_text().splitlines())
+    assert collector.lines[0]["request_id"] == logged["request_id"] == "logged"
+    assert direct["request_id"] == "direct"
+    for line in (direct, logged):
+        for varying in ("time", "request_id", "latency_ms"):
+            del line[varying]
+    assert direct == logged
+    assert list(direct) == ["level", "logger", "message", "pid", *fields]
