@@ -82,6 +82,10 @@ class OnnxBackend:
         self._input = session.get_inputs()[0].name
         # skl2onnx's outputs: classifiers (label, probabilities), regressors (variable).
         self._outputs = [output.name for output in session.get_outputs()]
+        # Run only the nodes the requested output needs: asked for probabilities, a classifier's
+        # graph skips its label branch (argmax, class lookup, casts).
+        self._run_options = onnxruntime.RunOptions()
+        self._run_options.only_execute_path_to_fetches = True
 
     def labels(self, matrix: np.ndarray) -> np.ndarray:
         """The graph's label output."""
@@ -98,7 +102,7 @@ class OnnxBackend:
 
     def _run(self, output: int, matrix: np.ndarray) -> np.ndarray:
         feed = {self._input: matrix.astype(self.input_dtype, copy=False)}
-        return self._session_here().run([self._outputs[output]], feed)[0]
+        return self._session_here().run([self._outputs[output]], feed, self._run_options)[0]
 
     def _session_here(self) -> onnxruntime.InferenceSession:
         pid = os.getpid()

@@ -24,11 +24,11 @@ import orjson
 from flask import Flask
 from marshmallow import Schema
 
-from ml_app.api.predict import ANY_SHAPE, ANY_SHAPE_RULES, BATCH_ONLY, BATCH_RULES
+from ml_app.api.predict import ANY_SHAPE_RULES, BATCH_ONLY, BATCH_RULES
 from ml_app.json_provider import dump_bytes
 from ml_app.logging import MODEL_VERSION_HEADER, REQUEST_ID_HEADER, log_access, request_id_for
 from ml_app.metrics import observe_http
-from ml_app.schemas import validate_matrix
+from ml_app.schemas import SingleRowRequest, validate_matrix
 from ml_app.serving import predict_routed, render_native
 from ml_app.state import EXTENSION_KEY, AppState
 
@@ -37,21 +37,28 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _ROUTING_KEY_ENVIRON = "HTTP_X_ROUTING_KEY"  # how WSGI servers pass the X-Routing-Key header
 _CONVERTER = re.compile(r"<(\w+)>")
+_ONE_KEY_SCHEMAS = {"features": SingleRowRequest(), "instances": BATCH_ONLY}
 
 
 @dataclass(frozen=True)
 class _FastRoute:
-    """One URL rule the fast path answers: its pattern, the rule's text and its schema."""
+    """One URL rule the fast path answers: its pattern, the rule's text and its schema.
+
+    `schema` is None on the rules that take one row or a batch: the fast path then validates with
+    the one-field schema for the body's only key (SingleRowRequest or BatchPredictRequest, the
+    same fields as PredictRequest without its exactly-one check, which costs as much as a field).
+    A body with both keys, neither, or another goes to Flask, where PredictRequest says so.
+    """
 
     pattern: re.Pattern[str]
     rule: str
-    schema: Schema
+    schema: Schema | None
 
 
 def _fast_routes() -> tuple[_FastRoute, ...]:
     """The native prediction rules as anchored patterns (`<name>`: one path segment)."""
     routes = []
-    for rules, schema in ((ANY_SHAPE_RULES, ANY_SHAPE), (BATCH_RULES, BATCH_ONLY)):
+    for rules, schema in ((ANY_SHAPE_RULES, None), (BATCH_RULES, BATCH_ONLY)):
         for rule in rules:
             parts = _CONVERTER.split(rule)  # literal, name, literal, name, ..., literal
             regex = "".join(
@@ -107,9 +114,8 @@ class PredictFastPath:
                 names.get("name"), names.get("version"), environ.get(_ROUTING_KEY_ENVIRON) or None
             )
             model = routed.model
-            matrix, single_row = validate_matrix(
-                route.schema, body, model, state.settings.max_batch_rows
-            )
+            schema = route.schema or _ONE_KEY_SCHEMAS[_only_key(body)]
+            matrix, single_row = validate_matrix(schema, body, model, state.settings.max_batch_rows)
             outputs, mirror = predict_routed(state, routed, matrix, request_id)
             payload = dump_bytes(render_native(model, outputs, single_row))
         except Exception:  # noqa: BLE001 - whatever it is, the Flask app answers it
@@ -149,6 +155,13 @@ class PredictFastPath:
         if not 0 < length <= self.state.settings.max_body_bytes:
             return None  # empty (400) or too large (413): Flask says so
         return length
+
+
+def _only_key(body: dict[str, Any]) -> str:
+    """The body's one member name; KeyError (so Flask answers) when it has more or none."""
+    if len(body) != 1:
+        raise KeyError("not exactly one member")
+    return next(iter(body))
 
 
 class _ThenRun:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, ClassVar
@@ -18,6 +19,9 @@ from ml_app.inference import LoadedModel
 
 _NUMBER_TYPES = {int, float}  # bool is a subclass of int, but type() keeps them apart
 _MAX_REPORTED = 20  # per-cell messages in one error body; enough to fix a payload, not a flood
+# Up to this many cells, Python's math.isfinite over the parsed numbers beats numpy's ufunc and
+# reduction machinery (a one-row request); beyond it numpy's single pass wins.
+_SMALL_MATRIX_CELLS = 256
 
 
 @dataclass(frozen=True)
@@ -64,16 +68,24 @@ class FeatureRows(fields.Field):
 
 def _to_matrix(rows: list[Any], model: LoadedModel, single_row: bool) -> np.ndarray:
     positional = _positional(rows, model)
-    if positional is not None:
-        cells = chain.from_iterable(positional)
-        if set(map(type, cells)) <= _NUMBER_TYPES:
-            try:
-                matrix = np.array(positional, dtype=np.float64)
-            except OverflowError:
-                matrix = None
-            if matrix is not None and np.isfinite(matrix).all():
-                return matrix
+    if positional is not None and set(map(type, chain.from_iterable(positional))) <= _NUMBER_TYPES:
+        matrix = _finite_matrix(positional, model.n_features)
+        if matrix is not None:
+            return matrix
     raise ValidationError(_describe_errors(rows, model, single_row))
+
+
+def _finite_matrix(positional: list[list[Any]], width: int) -> np.ndarray | None:
+    """The numbers as a float64 matrix, or None when any is not finite (or too large)."""
+    try:
+        if len(positional) * width <= _SMALL_MATRIX_CELLS:
+            if not all(map(math.isfinite, chain.from_iterable(positional))):
+                return None
+            return np.array(positional, dtype=np.float64)
+        matrix = np.array(positional, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64's range
+        return None
+    return matrix if np.isfinite(matrix).all() else None
 
 
 def _positional(rows: list[Any], model: LoadedModel) -> list[Any] | None:
@@ -154,6 +166,12 @@ class BatchPredictRequest(Schema):
     """A batch of rows under `instances`."""
 
     instances = FeatureRows(required=True)
+
+
+class SingleRowRequest(Schema):
+    """One row under `features`: PredictRequest when the body has no `instances`."""
+
+    features = FeatureRows(single_row=True, required=True)
 
 
 def read_json_object() -> dict[str, Any]:

@@ -59,6 +59,29 @@ def test_invalid_payloads(client, body, status, code, field, fragment):
         (b'{"features": [5.1, 3.5, -Infinity, 0.2]}', "features.2"),
         (b'{"features": [5.1, 3.5, 1.4, 1e999]}', "features.3"),
         (b'{"instances": [[5.1, 3.5, 1.4, 0.2], [1, 2, 3, NaN]]}', "instances.1.3"),
+        # an integer beyond float64's range, in one row and in a batch
+        (b'{"features": [5.1, 3.5, 1.4, 1' + b"0" * 400 + b"]}", "features.3"),
+        (
+            b'{"instances": [[5.1, 3.5, 1.4, 0.2], [1' + b"0" * 400 + b", 2, 3, 4]]}",
+            "instances.1.0",
+        ),
+        # batches past the size where numpy, not Python, checks the numbers
+        (
+            b'{"instances": [' + b"[5.1, 3.5, 1.4, 0.2], " * 99 + b"[1, 2, 3, NaN]]}",
+            "instances.99.3",
+        ),
+        (
+            b'{"instances": [' + b"[5.1, 3.5, 1.4, 0.2], " * 99 + b"[1e999, 2, 3, 4]]}",
+            "instances.99.0",
+        ),
+        (
+            b'{"instances": ['
+            + b"[5.1, 3.5, 1.4, 0.2], " * 99
+            + b"[1"
+            + b"0" * 400
+            + b", 2, 3, 4]]}",
+            "instances.99.0",
+        ),
     ],
 )
 def test_non_finite_numbers_are_422_naming_the_field(client, raw, field):
