@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import is_classifier
@@ -22,8 +21,7 @@ class ParityError(StoreError):
     """The ONNX model does not answer like the estimator on the reference sample."""
 
 
-@dataclass(frozen=True)
-class Outputs:
+class Outputs(NamedTuple):
     """What a model said for a batch of rows, in input order."""
 
     labels: list[Any] | None = None  # classifiers: one class label per row

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from itertools import chain
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import orjson
@@ -24,8 +23,7 @@ _MAX_REPORTED = 20  # per-cell messages in one error body; enough to fix a paylo
 _SMALL_MATRIX_CELLS = 256
 
 
-@dataclass(frozen=True)
-class MatrixContext:
+class MatrixContext(NamedTuple):
     """What validating a matrix needs to know: the model's features and the row limit."""
 
     model: LoadedModel

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ml_app.errors import ModelNotFound, ModelNotReady
 from ml_app.inference import LoadedModel
@@ -36,8 +36,7 @@ class VersionState:
         return described
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """What serves one request: the primary model, and shadow models that get a copy."""
 
     model: LoadedModel
