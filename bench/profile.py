@@ -73,18 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args(argv)
     app = create_app({"backend": args.backend})
-    # The app's one JSON line per request is still formatted and written, to nowhere.
+    # The app's one JSON line per request is still formatted and written, to nowhere, the way
+    # a server writes it: our handler on stdout, so access lines take their single-write path.
+    report = sys.stdout
+    sys.stdout = open(os.devnull, "w")  # for the rest of the process
     for handler in logging.getLogger("ml_app").handlers:
-        handler.setStream(open(os.devnull, "w"))
+        handler.setStream(sys.stdout)
     call = wsgi_caller(app, path(args.model, args.shape), bodies()[args.model, args.shape])
     mean_us(call, 200)  # warm up: first-use caches, the ONNX session
     plain = mean_us(call, args.requests)
     profiler = Profiler(interval=0.0001)
     with profiler:
         profiled = mean_us(call, args.requests)
-    print(f"{args.model} {args.shape} ({args.backend}): {plain:.0f} us per request in process")
-    print(f"(under the profiler: {profiled:.0f} us)")
-    print(profiler.output_text(unicode=True, color=False, show_all=False))
+    print(
+        f"{args.model} {args.shape} ({args.backend}): {plain:.0f} us per request in process",
+        f"(under the profiler: {profiled:.0f} us)",
+        profiler.output_text(unicode=True, color=False, show_all=False),
+        sep="\n",
+        file=report,
+    )
     return 0
 
 
