@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from flask import Flask
 from marshmallow import Schema
 
@@ -28,7 +27,7 @@ from ml_app.api.predict import ANY_SHAPE_RULES, BATCH_ONLY, BATCH_RULES
 from ml_app.json_provider import dump_bytes
 from ml_app.logging import MODEL_VERSION_HEADER, REQUEST_ID_HEADER, log_access, request_id_for
 from ml_app.metrics import observe_http
-from ml_app.schemas import SingleRowRequest, validate_matrix
+from ml_app.schemas import SingleRowRequest, parse_json_object, validate_matrix
 from ml_app.serving import predict_routed, render_native
 from ml_app.state import EXTENSION_KEY, AppState
 
@@ -107,9 +106,7 @@ class PredictFastPath:
             state.watcher.ensure_running()
         request_id = request_id_for(environ)
         try:
-            body = orjson.loads(raw)
-            if type(body) is not dict:
-                raise TypeError("not a JSON object")
+            body = parse_json_object(raw)
             routed = state.registry.route(
                 names.get("name"), names.get("version"), environ.get(_ROUTING_KEY_ENVIRON) or None
             )
@@ -134,8 +131,15 @@ class PredictFastPath:
             ],
         )
         observe_http("POST", route.rule, 200, started)
-        fields = {"method": "POST", "route": route.rule, "path": path, "status": 200}
-        fields.update(model=model.name, version=model.version, rows=len(matrix))
+        fields = {
+            "method": "POST",
+            "route": route.rule,
+            "path": path,
+            "status": 200,
+            "model": model.name,
+            "version": model.version,
+            "rows": len(matrix),
+        }
         log_access(request_id, started, fields)
         if mirror is None:
             return [payload]

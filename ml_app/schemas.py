@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from itertools import chain
 from typing import Any, ClassVar, NamedTuple
 
@@ -200,12 +201,19 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def load_for_model(
+    schema: Schema, body: Mapping[str, Any], model: LoadedModel, max_rows: int
+) -> dict[str, Any]:
+    """`schema.load(body)` with the model and row limit its FeatureRows fields check against."""
+    with Context(MatrixContext(model=model, max_rows=max_rows)):
+        return schema.load(body)
+
+
 def validate_matrix(
     schema: Schema, body: dict[str, Any], model: LoadedModel, max_rows: int
 ) -> tuple[np.ndarray, bool]:
     """Validate a native prediction body against the model: its matrix, and if it was one row."""
-    with Context(MatrixContext(model=model, max_rows=max_rows)):
-        data = schema.load(body)
+    data = load_for_model(schema, body, model, max_rows)
     if "features" in data:
         return data["features"], True
     return data["instances"], False

@@ -104,12 +104,11 @@ def resolve_model(name: str | None = None, version: str | None = None) -> Loaded
     return route.model
 
 
-def predict_matrix(model: LoadedModel, matrix: np.ndarray) -> Outputs:
-    """Run the resolved model on a validated matrix: metrics, and shadows once answered."""
+def predict_matrix(matrix: np.ndarray) -> Outputs:
+    """Run the model resolve_model chose on a validated matrix: metrics, shadows once answered."""
     state = g._get_current_object()
     state.rows = len(matrix)
-    route = state.get("route") or Route(model)
-    outputs, mirror = predict_routed(app_state(), route, matrix, state.get("request_id"))
+    outputs, mirror = predict_routed(app_state(), state.route, matrix, state.get("request_id"))
     if mirror is not None:
 
         @after_this_request

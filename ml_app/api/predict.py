@@ -52,5 +52,5 @@ def _serve(schema: Schema, name: str | None, version: str | None) -> Response:
     model = resolve_model(name, version)
     body = read_json_object()
     matrix, single_row = validate_matrix(schema, body, model, app_state().settings.max_batch_rows)
-    outputs = predict_matrix(model, matrix)
+    outputs = predict_matrix(matrix)
     return current_app.json.response(render_native(model, outputs, single_row))

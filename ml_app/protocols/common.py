@@ -11,18 +11,16 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, current_app
 from marshmallow import Schema, ValidationError
-from marshmallow.experimental.context import Context
 
 from ml_app.errors import render_validation_error
 from ml_app.inference import LoadedModel
-from ml_app.schemas import MatrixContext
+from ml_app.schemas import load_for_model
 from ml_app.state import app_state
 
 
 def load_rows(schema: Schema, body: Mapping[str, Any], model: LoadedModel) -> np.ndarray:
     """Validate a body whose schema has exactly one row-carrying field; returns its matrix."""
-    with Context(MatrixContext(model=model, max_rows=app_state().settings.max_batch_rows)):
-        data = schema.load(body)
+    data = load_for_model(schema, body, model, app_state().settings.max_batch_rows)
     return next(value for value in data.values() if isinstance(value, np.ndarray))
 
 

@@ -67,7 +67,7 @@ def invocations() -> Response:
     """Predict with the default model: JSON in one of four layouts, or CSV with a header."""
     model = resolve_model()
     matrix = load_rows(_REQUEST, _read_body(), model)
-    outputs = predict_matrix(model, matrix)
+    outputs = predict_matrix(matrix)
     predictions = outputs.values if outputs.values is not None else outputs.labels
     return json_response({"predictions": predictions})
 

@@ -96,7 +96,7 @@ def infer(name: str, version: str | None = None) -> Response:
     header, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
     body = _REQUEST.load(header)
     matrix = tensors_to_matrix(decode_inputs(body["inputs"], binary), model)
-    outputs = predict_matrix(model, matrix)
+    outputs = predict_matrix(matrix)
     return _render(model, body, outputs)
 
 
