@@ -31,7 +31,7 @@ help:
 	@echo "make run    - set up and serve on $(HOST):$(PORT) (PORT, WEB_CONCURRENCY override)"
 	@echo "make test   - set up and run unit + integration tests"
 	@echo "make e2e    - end-to-end tests against real external parts"
-	@echo "make lint   - ruff check and format check"
+	@echo "make lint   - ruff check, format check and the import contracts (layers, no cycles)"
 	@echo "make model  - train the demo models into $(STORE) if missing"
 	@echo "make build  - build the container image $(IMAGE):$(TAG)"
 	@echo "make run-container - run it on $(HOST):$(PORT) (DOCKER_RUN_FLAGS override)"
@@ -97,6 +97,7 @@ bench: dev model
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: dev
 	$(BIN)/ruff format .

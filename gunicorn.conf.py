@@ -36,7 +36,7 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
 
 # --- Application ---------------------------------------------------------------------------
-wsgi_app = "ml_app:create_app()"
+wsgi_app = "ml_app.app:create_app()"
 # Load the models once in the master; forked workers share those pages copy-on-write.
 preload_app = True
 
@@ -100,11 +100,9 @@ def post_worker_init(worker):
     catches up with the store here, then polls it (hot reload). The samples the master wrote
     while loading were wiped with the rest of the directory; each worker writes its own.
     """
-    from ml_app.metrics import publish_model_state
-    from ml_app.reload import start_worker
+    from ml_app.web.worker import start_worker
 
     start_worker(worker.wsgi)
-    publish_model_state(worker.wsgi)
 
 
 def child_exit(server, worker):

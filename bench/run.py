@@ -27,7 +27,7 @@ from bench import report
 from bench.bodies import BATCH_ROWS, bodies, path
 from bench.servers import PROJECT_ROOT, Server, post, pss_kib, running
 from bench.wrk import Wrk
-from ml_app.config import Settings
+from ml_app.core.config import Settings
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 BACKENDS = ("onnx", "sklearn")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
-from ml_app.config import Settings
-from ml_app.store import LoadPolicy, ModelStore
+from ml_app.core.config import Settings
+from ml_app.core.store import LoadPolicy, ModelStore
 
 app = Flask(__name__)
 _store = ModelStore(Settings.from_env().store)

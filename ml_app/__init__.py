@@ -1,87 +1,19 @@
-"""ml_app: a production model server for scikit-learn models."""
+"""ml_app: a production model server for scikit-learn models.
+
+Importing the package is cheap: `create_app` (Flask, the models' libraries) is imported on first
+use, so `python -m ml_app ...` and `gunicorn 'ml_app:create_app()'` load only what they need.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
-
-from ml_app import metrics
-from ml_app.api import admin, health, models, predict
-from ml_app.cli import models as models_command
-from ml_app.config import Settings
-from ml_app.errors import register_error_handlers
-from ml_app.extensions import exporter
-from ml_app.fastpath import register_fast_path
-from ml_app.json_provider import OrjsonProvider
-from ml_app.logging import register_request_logging
-from ml_app.openapi import admin as admin_docs
-from ml_app.openapi import native as native_docs
-from ml_app.openapi import register_openapi
-from ml_app.protocols import mlflow, v1, v2
-from ml_app.registry import ModelRegistry
-from ml_app.reload import StoreWatcher, register_reload
-from ml_app.shadow import ShadowRunner
-from ml_app.state import EXTENSION_KEY, AppState
-from ml_app.store import LoadPolicy, ModelStore
-
-# Wire protocols other servers speak, each a thin adapter over the registry and models.
-PROTOCOLS = (v2, v1, mlflow)
+__all__ = ["create_app"]
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
-    """Build the WSGI app: settings from the environment (plus overrides), models loaded."""
-    settings = Settings.from_env(overrides=overrides)
-    # No static folder: the app serves no files of its own (Swagger UI's come from its package).
-    app = Flask(__name__, static_folder=None)
-    app.json_provider_class = OrjsonProvider
-    app.json = OrjsonProvider(app)
-    # Werkzeug answers 413 before the body is read when it is larger than this.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    register_request_logging(app, settings.log_level)
-    register_state(app, settings)
-    register_blueprints(app, settings)
-    register_docs(app)
-    register_error_handlers(app)
-    register_metrics(app)
-    register_fast_path(app)
-    app.cli.add_command(models_command)  # `flask --app ml_app models ...`
-    return app
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from ml_app.app import create_app
 
-
-def register_state(app: Flask, settings: Settings) -> None:
-    """Load the model store into a registry owned by this app, kept fresh by a watcher."""
-    policy = LoadPolicy.from_settings(settings)
-    registry = ModelRegistry(ModelStore(settings.store), policy, settings.default_model)
-    watcher = StoreWatcher(registry, settings.reload_interval)
-    app.extensions[EXTENSION_KEY] = AppState(
-        settings=settings,
-        registry=registry,
-        watcher=watcher,
-        shadow=ShadowRunner(settings.shadow_queue_size),
-    )
-    registry.load_all()
-    register_reload(app, watcher)
-
-
-def register_blueprints(app: Flask, settings: Settings) -> None:
-    """Attach the HTTP routes: native ones, each protocol's adapter, admin when a token is set."""
-    for module in (predict, models, health, *PROTOCOLS):
-        app.register_blueprint(module.bp)
-    if settings.admin_token:
-        app.register_blueprint(admin.bp)
-
-
-def register_docs(app: Flask) -> None:
-    """The OpenAPI document (/openapi.json) and Swagger UI (/docs), describing every route."""
-    operations = {**native_docs.OPERATIONS, **admin_docs.OPERATIONS}
-    for module in PROTOCOLS:
-        operations.update(module.OPERATIONS)
-    register_openapi(app, operations)
-
-
-def register_metrics(app: Flask) -> None:
-    """Serve /metrics, count requests, and publish the loaded models' state."""
-    exporter.init_app(app)
-    metrics.init_app(app)
+        return create_app
+    raise AttributeError(f"module 'ml_app' has no attribute {name!r}")

@@ -26,8 +26,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ml_app.config import Settings
-from ml_app.store import ModelStore
+from ml_app.core.config import Settings
+from ml_app.core.conversion import write_converted_version
+from ml_app.core.store import ModelStore
 
 SEED = 0
 BASELINE_BINS = 10
@@ -132,7 +133,7 @@ def train_demo_models(store_root: Path, only: list[str] | None = None) -> list[s
         if (store.root / name).exists():
             continue
         estimator, metadata = train_model(name)
-        store.write_version(name, "1", estimator, {**metadata, "version": "1"})
+        write_converted_version(store, name, "1", estimator, {**metadata, "version": "1"})
         trained.append(name)
     return trained
 

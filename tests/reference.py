@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn import datasets
 
-from ml_app.store import LoadPolicy, ModelStore
+from ml_app.core.loading import load_estimator
+from ml_app.core.store import LoadPolicy, ModelStore
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -17,7 +18,7 @@ def estimator(store_root: Path, name: str, version: str = "1") -> Any:
     """The fitted estimator of a model version, loaded from the store with the default policy."""
     store = ModelStore(store_root)
     metadata = store.read_metadata(name, version)
-    return store.load_estimator(name, version, metadata, LoadPolicy())
+    return load_estimator(store, name, version, metadata, LoadPolicy())
 
 
 def class_names(store_root: Path, name: str) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import requests
 import yaml
 
-from ml_app.config import PROJECT_ROOT
+from ml_app.core.config import PROJECT_ROOT
 from tests.integration.server import free_port, terminate
 from tests.prometheus_text import PROMTOOL_MISSING
 

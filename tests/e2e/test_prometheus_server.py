@@ -10,7 +10,7 @@ import orjson
 import pytest
 import requests
 
-from ml_app.config import PROJECT_ROOT
+from ml_app.core.config import PROJECT_ROOT
 from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.e2e.prometheus_server import PrometheusServer, config_for, wait_until
 from tests.integration.server import GunicornServer

@@ -25,7 +25,8 @@ import skops.io
 from sklearn import datasets
 from sklearn.ensemble import RandomForestClassifier
 
-from ml_app.store import ModelStore
+from ml_app.core.conversion import write_converted_version
+from ml_app.core.store import ModelStore
 from tests.conftest import IRIS_SETOSA
 from tests.integration.server import PROJECT_ROOT, GunicornServer
 
@@ -247,7 +248,7 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
     metadata["versions"] = {**metadata["versions"], "sklearn": "0.20.0"}
 
     def ship_broken() -> None:
-        ModelStore(store).write_version("iris", "3", estimator, metadata)
+        write_converted_version(ModelStore(store), "iris", "3", estimator, metadata)
         _cli(store, "alias", "set", "iris", "production", "3")
 
     refused = "alias production -> 3 is not in force"

@@ -11,8 +11,9 @@ import pytest
 import requests
 from sklearn import datasets
 
-from ml_app.inference import PARITY_TOLERANCE
-from ml_app.store import LoadPolicy, ModelStore
+from ml_app.core.loading import load_estimator
+from ml_app.core.model import PARITY_TOLERANCE
+from ml_app.core.store import LoadPolicy, ModelStore
 from tests.integration.server import GunicornServer
 
 
@@ -31,7 +32,7 @@ def test_every_worker_answers_the_forest_like_scikit_learn(onnx_server, demo_sto
     rows = datasets.load_breast_cancer().data[:60]
     store = ModelStore(demo_store)
     metadata = store.read_metadata("breast_cancer", "1")
-    estimator = store.load_estimator("breast_cancer", "1", metadata, LoadPolicy())
+    estimator = load_estimator(store, "breast_cancer", "1", metadata, LoadPolicy())
     expected = estimator.predict_proba(rows)
 
     def ask(index: int) -> tuple[int, dict, str]:

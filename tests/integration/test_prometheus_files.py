@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from ml_app.config import PROJECT_ROOT
+from ml_app.core.config import PROJECT_ROOT
 from tests.conftest import IRIS_SETOSA
 from tests.prometheus_text import promtool
 

@@ -10,7 +10,7 @@ from sklearn import datasets
 from sklearn.ensemble import RandomForestClassifier
 
 from ml_app import create_app
-from ml_app.store import ModelStore
+from ml_app.core.store import ModelStore
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

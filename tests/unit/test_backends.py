@@ -18,8 +18,11 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from ml_app import create_app
-from ml_app.inference import PARITY_TOLERANCE, load_model
-from ml_app.store import LoadPolicy, ModelStore, StoreError, sha256_of
+from ml_app.core.conversion import write_converted_version
+from ml_app.core.errors import StoreError
+from ml_app.core.loading import load_model
+from ml_app.core.model import PARITY_TOLERANCE
+from ml_app.core.store import LoadPolicy, ModelStore, sha256_of
 from model.train import DEMO_MODELS, train_model
 from tests.conftest import IRIS_SETOSA
 
@@ -83,8 +86,8 @@ def _write_hist_gradient_boosting(store_root) -> None:
     estimator = HistGradientBoostingClassifier(max_iter=5, random_state=0)
     estimator.fit(data.data, data.target)
     _, metadata = train_model("iris")
-    ModelStore(store_root).write_version(
-        "hgb", "1", estimator, {**metadata, "name": "hgb", "version": "1"}
+    write_converted_version(
+        ModelStore(store_root), "hgb", "1", estimator, {**metadata, "name": "hgb", "version": "1"}
     )
 
 

@@ -13,8 +13,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import Ridge
 
 from ml_app import create_app
-from ml_app.cli import main
-from ml_app.store import ModelStore, sha256_of
+from ml_app.core.store import ModelStore, sha256_of
+from ml_app.ops.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_app.config import PROJECT_ROOT, Settings, SettingsError
+from ml_app.core.config import PROJECT_ROOT, Settings, SettingsError
 
 
 def test_defaults():

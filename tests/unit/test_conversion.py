@@ -16,9 +16,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from ml_app.conversion import input_dtypes
-from ml_app.inference import PARITY_TOLERANCE, load_model
-from ml_app.store import LoadPolicy, ModelStore
+from ml_app.core.conversion import input_dtypes, write_converted_version
+from ml_app.core.loading import load_model
+from ml_app.core.model import PARITY_TOLERANCE
+from ml_app.core.store import LoadPolicy, ModelStore
 
 
 def _wine():
@@ -65,7 +66,7 @@ def _write(store: ModelStore, name: str, estimator, x: np.ndarray) -> dict:
         "versions": {"sklearn": sklearn.__version__},
         "reference_sample": x[::7].tolist(),
     }
-    store.write_version(name, "1", estimator, metadata)
+    write_converted_version(store, name, "1", estimator, metadata)
     return store.read_metadata(name, "1")
 
 

@@ -7,7 +7,7 @@ import re
 import orjson
 from flask.testing import FlaskClient
 
-from ml_app.config import PROJECT_ROOT
+from ml_app.core.config import PROJECT_ROOT
 from tests.conftest import IRIS_SETOSA
 from tests.prometheus_text import Exposition
 

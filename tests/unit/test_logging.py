@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from ml_app.logging import JsonFormatter, _timestamp, access_log, log_access
+from ml_app.core.logformat import JsonFormatter, _timestamp, access_log, log_access
 from tests.conftest import IRIS_SETOSA
 
 
@@ -68,7 +68,7 @@ def test_error_body_and_log_share_the_request_id(client):
 
 
 def test_unexpected_errors_log_the_traceback_with_the_request_id(app, monkeypatch):
-    from ml_app.inference import LoadedModel
+    from ml_app.core.model import LoadedModel
 
     monkeypatch.setattr(LoadedModel, "predict", lambda self, m: 1 / 0)
     handler = _collect("ml_app.errors")

@@ -7,7 +7,8 @@ import orjson
 import pytest
 from sklearn import datasets
 
-from ml_app.store import ModelStore
+from ml_app.core.loading import load_estimator
+from ml_app.core.store import LoadPolicy, ModelStore
 from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
 
 IRIS_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -17,10 +18,8 @@ IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
 def _expected_proba(store_root, name: str, rows: list[list[float]]) -> np.ndarray:
     """The estimator's own answer, loaded straight from the store."""
     store = ModelStore(store_root)
-    from ml_app.store import LoadPolicy
-
     metadata = store.read_metadata(name, "1")
-    estimator = store.load_estimator(name, "1", metadata, LoadPolicy())
+    estimator = load_estimator(store, name, "1", metadata, LoadPolicy())
     return estimator.predict_proba(np.array(rows))
 
 
@@ -68,10 +67,8 @@ def test_regressor_answers_a_number(client, demo_store):
     data = datasets.load_diabetes()
     row = data.data[0].tolist()
     store = ModelStore(demo_store)
-    from ml_app.store import LoadPolicy
-
-    estimator = store.load_estimator(
-        "diabetes", "1", store.read_metadata("diabetes", "1"), LoadPolicy()
+    estimator = load_estimator(
+        store, "diabetes", "1", store.read_metadata("diabetes", "1"), LoadPolicy()
     )
     expected = float(estimator.predict(np.array([row]))[0])
     body = client.post("/models/diabetes/predict", json={"features": row}).get_json()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from ml_app import create_app, lifecycle
-from ml_app.store import ModelStore
+from ml_app import create_app
+from ml_app.core import lifecycle
+from ml_app.core.store import ModelStore
 from tests.conftest import IRIS_SETOSA
 from tests.store_helpers import add_version
 

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from ml_app import lifecycle
-from ml_app.errors import ModelNotFound, ModelNotReady
-from ml_app.registry import ModelRegistry
-from ml_app.store import LoadPolicy, ModelStore
+from ml_app.core import lifecycle
+from ml_app.core.errors import ModelNotFound, ModelNotReady
+from ml_app.core.registry import ModelRegistry
+from ml_app.core.store import LoadPolicy, ModelStore
 from tests.store_helpers import add_version
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from ml_app import create_app, lifecycle
-from ml_app.reload import start_worker
-from ml_app.store import ModelStore
+from ml_app import create_app
+from ml_app.core import lifecycle
+from ml_app.core.store import ModelStore
+from ml_app.web.worker import start_worker
 from tests.conftest import IRIS_SETOSA
 from tests.store_helpers import add_version
 

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from ml_app.routing import HISTORY_LIMIT, RoutingConfig, TrafficSplit, sticky_point
-from ml_app.store import StoreError
+from ml_app.core.errors import StoreError
+from ml_app.core.routing import HISTORY_LIMIT, RoutingConfig, TrafficSplit, sticky_point
 
 KEYS = [f"user-{i}" for i in range(20_000)]
 
@@ -55,7 +55,9 @@ def test_assignment_is_sticky_per_key_and_independent_per_model():
 
 def test_sticky_points_are_the_same_in_another_process():
     """Workers are separate processes: a salted hash() would send a key to different versions."""
-    script = "from ml_app.routing import sticky_point; print(repr(sticky_point('iris', 'alice')))"
+    script = (
+        "from ml_app.core.routing import sticky_point; print(repr(sticky_point('iris', 'alice')))"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert float(out.stdout) == sticky_point("iris", "alice")
     assert 0.0 <= sticky_point("iris", "alice") < 1.0

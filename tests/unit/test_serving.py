@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml_app.serving import rows_by_label
+from ml_app.core.dataplane import rows_by_label
 
 ODD_LABELS = ['a"b', "k0", "v0: 1}", "", "\u00e9t\u00e9", 7, None, "rows"]
 

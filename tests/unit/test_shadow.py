@@ -9,10 +9,11 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from ml_app import create_app, lifecycle
-from ml_app.inference import Outputs
-from ml_app.shadow import agreement
-from ml_app.store import ModelStore
+from ml_app import create_app
+from ml_app.core import lifecycle
+from ml_app.core.model import Outputs
+from ml_app.core.shadow import agreement
+from ml_app.core.store import ModelStore
 from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.store_helpers import add_version
 

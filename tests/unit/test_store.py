@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pickle
 
+import joblib
 import orjson
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from ml_app.store import LoadPolicy, ModelStore, StoreError, sha256_of, version_sort_key
+from ml_app.core.errors import StoreError
+from ml_app.core.loading import load_estimator
+from ml_app.core.store import LoadPolicy, ModelStore, sha256_of, version_sort_key
 
 
 def _tiny_classifier() -> LogisticRegression:
@@ -29,7 +32,7 @@ def test_write_version_is_complete_and_verifiable(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "model.skops"]
     metadata = store.read_metadata("tiny", "1")
     assert metadata["sha256"] == sha256_of(folder / "model.skops")
-    estimator = store.load_estimator("tiny", "1", metadata, LoadPolicy())
+    estimator = load_estimator(store, "tiny", "1", metadata, LoadPolicy())
     assert estimator.predict([[3.0]]).tolist() == [1]
     # nothing half-written is left beside it
     assert [p.name for p in (tmp_path / "tiny").iterdir()] == ["1"]
@@ -60,21 +63,31 @@ def test_other_sklearn_minor_version_is_refused_unless_allowed(tmp_path):
     store.write_version("tiny", "1", _tiny_classifier(), _metadata(versions={"sklearn": "0.24.2"}))
     metadata = store.read_metadata("tiny", "1")
     with pytest.raises(StoreError, match=r"scikit-learn 0\.24\.2 .*ML_APP_ALLOW_VERSION_MISMATCH"):
-        store.load_estimator("tiny", "1", metadata, LoadPolicy())
-    allowed = store.load_estimator("tiny", "1", metadata, LoadPolicy(allow_version_mismatch=True))
+        load_estimator(store, "tiny", "1", metadata, LoadPolicy())
+    allowed = load_estimator(store, "tiny", "1", metadata, LoadPolicy(allow_version_mismatch=True))
     assert allowed.predict([[0.0]]).tolist() == [0]
 
 
-def test_pickle_loads_only_when_allowed(tmp_path):
+@pytest.mark.parametrize(
+    ("file_name", "dump"),
+    [
+        ("model.pkl", lambda estimator, path: path.write_bytes(pickle.dumps(estimator))),
+        ("model.joblib", joblib.dump),
+        # joblib's compressed format is not a pickle stream at all: pickle.load cannot read it
+        ("model.joblib", lambda estimator, path: joblib.dump(estimator, path, compress=3)),
+    ],
+    ids=["pickle", "joblib", "joblib-compressed"],
+)
+def test_pickle_and_joblib_load_only_when_allowed(tmp_path, file_name, dump):
     folder = tmp_path / "legacy" / "1"
     folder.mkdir(parents=True)
-    (folder / "model.pkl").write_bytes(pickle.dumps(_tiny_classifier()))
-    metadata = _metadata(sha256=sha256_of(folder / "model.pkl"))
+    dump(_tiny_classifier(), folder / file_name)
+    metadata = _metadata(sha256=sha256_of(folder / file_name))
     (folder / "metadata.json").write_bytes(orjson.dumps(metadata))
     store = ModelStore(tmp_path)
     with pytest.raises(StoreError, match="ML_APP_ALLOW_PICKLE"):
-        store.load_estimator("legacy", "1", metadata, LoadPolicy())
-    loaded = store.load_estimator("legacy", "1", metadata, LoadPolicy(allow_pickle=True))
+        load_estimator(store, "legacy", "1", metadata, LoadPolicy())
+    loaded = load_estimator(store, "legacy", "1", metadata, LoadPolicy(allow_pickle=True))
     assert loaded.predict([[3.0]]).tolist() == [1]
 
 
@@ -85,19 +98,19 @@ def test_untrusted_types_are_refused_unless_listed(tmp_path):
     store.write_version("fn", "1", FunctionTransformer(func=abs), _metadata())
     metadata = store.read_metadata("fn", "1")
     with pytest.raises(StoreError, match=r"not trusted: builtins\.abs"):
-        store.load_estimator("fn", "1", metadata, LoadPolicy())
+        load_estimator(store, "fn", "1", metadata, LoadPolicy())
     policy = LoadPolicy(trusted_types=("builtins.abs",))
-    assert store.load_estimator("fn", "1", metadata, policy).func is abs
+    assert load_estimator(store, "fn", "1", metadata, policy).func is abs
 
 
 def test_missing_sha256_and_artifact_are_reported(tmp_path):
     store = ModelStore(tmp_path)
     store.write_version("tiny", "1", _tiny_classifier(), _metadata())
     with pytest.raises(StoreError, match="no sha256"):
-        store.load_estimator("tiny", "1", _metadata(), LoadPolicy())
+        load_estimator(store, "tiny", "1", _metadata(), LoadPolicy())
     (tmp_path / "tiny" / "1" / "model.skops").unlink()
     with pytest.raises(StoreError, match="no model artifact"):
-        store.load_estimator("tiny", "1", _metadata(sha256="x"), LoadPolicy())
+        load_estimator(store, "tiny", "1", _metadata(sha256="x"), LoadPolicy())
 
 
 def test_bad_metadata_and_aliases_are_store_errors(tmp_path):

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from ml_app.protocols.tensors import (
+from ml_app.core.tensors import (
     NUMERIC_DTYPES,
     InvalidTensor,
     OutputTensor,

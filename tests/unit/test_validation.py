@@ -180,7 +180,7 @@ def test_large_batch_validates_and_predicts(client):
 
 
 def test_unexpected_exception_is_a_generic_json_500(app, monkeypatch):
-    from ml_app.inference import LoadedModel
+    from ml_app.core.model import LoadedModel
 
     def explode(self, matrix):
         raise RuntimeError("secret internals")

@@ -1,0 +1,81 @@
+"""The application factory: create_app() is a short list of register_* steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from ml_app.core.config import Settings
+from ml_app.core.logformat import configure_logging
+from ml_app.core.registry import ModelRegistry
+from ml_app.core.reload import StoreWatcher
+from ml_app.core.shadow import ShadowRunner
+from ml_app.core.store import LoadPolicy, ModelStore
+from ml_app.ops.cli import models as models_command
+from ml_app.web.api import admin, health, models, predict
+from ml_app.web.context import register_request_context
+from ml_app.web.errors import register_error_handlers
+from ml_app.web.json_provider import OrjsonProvider
+from ml_app.web.metrics import register_metrics
+from ml_app.web.openapi import admin as admin_docs
+from ml_app.web.openapi import native as native_docs
+from ml_app.web.openapi import register_openapi
+from ml_app.web.protocols import mlflow, v1, v2
+from ml_app.web.state import EXTENSION_KEY, AppState
+from ml_app.web.worker import register_reload
+
+# Wire protocols other servers speak, each a thin adapter over the registry and models.
+PROTOCOLS = (v2, v1, mlflow)
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the WSGI app: settings from the environment (plus overrides), models loaded."""
+    settings = Settings.from_env(overrides=overrides)
+    # No static folder: the app serves no files of its own (Swagger UI's come from its package).
+    app = Flask("ml_app", static_folder=None)
+    app.json_provider_class = OrjsonProvider
+    app.json = OrjsonProvider(app)
+    # Werkzeug answers 413 before the body is read when it is larger than this.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    configure_logging(settings.log_level)
+    register_request_context(app)
+    register_state(app, settings)
+    register_blueprints(app, settings)
+    register_docs(app)
+    register_error_handlers(app)
+    register_metrics(app)
+    app.cli.add_command(models_command)  # `flask --app ml_app models ...`
+    return app
+
+
+def register_state(app: Flask, settings: Settings) -> None:
+    """Load the model store into a registry owned by this app, kept fresh by a watcher."""
+    policy = LoadPolicy.from_settings(settings)
+    registry = ModelRegistry(ModelStore(settings.store), policy, settings.default_model)
+    watcher = StoreWatcher(registry, settings.reload_interval)
+    app.extensions[EXTENSION_KEY] = AppState(
+        settings=settings,
+        registry=registry,
+        watcher=watcher,
+        shadow=ShadowRunner(settings.shadow_queue_size),
+    )
+    registry.load_all()
+    register_reload(app, watcher)
+
+
+def register_blueprints(app: Flask, settings: Settings) -> None:
+    """Attach the HTTP routes: native ones, each protocol's adapter, admin when a token is set."""
+    for module in (predict, models, health, *PROTOCOLS):
+        app.register_blueprint(module.bp)
+    if settings.admin_token:
+        app.register_blueprint(admin.bp)
+
+
+def register_docs(app: Flask) -> None:
+    """The OpenAPI document (/openapi.json) and Swagger UI (/docs), describing every route."""
+    operations = {**native_docs.OPERATIONS, **admin_docs.OPERATIONS}
+    for module in PROTOCOLS:
+        operations.update(module.OPERATIONS)
+    register_openapi(app, operations)

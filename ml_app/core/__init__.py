@@ -1,0 +1,1 @@
+"""The framework-free core: settings, store, models, registry, data plane, validation, metrics."""

@@ -1,0 +1,131 @@
+"""Settings read once from the environment (prefix ML_APP_), typed and validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "ML_APP_"
+# auto: ONNX Runtime where a version's ONNX artifact passes the parity check, else scikit-learn.
+BACKENDS = ("auto", "onnx", "sklearn")
+
+
+def disable_onnx_telemetry() -> None:
+    """Tell ONNX Runtime, before it is imported, not to start its telemetry thread.
+
+    Gunicorn's master imports it (preload); a forked worker then hangs at exit in a destructor
+    waiting on that thread until the master kills it, and a model server has no business
+    reporting home. Kept here because this module is the one place ml_app touches the environment.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected one of true/false, yes/no, on/off, 1/0")
+
+
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("expected a whole number greater than zero")
+    return value
+
+
+def _parse_seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 3600:  # an hour between polls is already no reload
+        raise ValueError("expected seconds between 0 and 3600")
+    return value
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _parse_backend(raw: str) -> str:
+    backend = raw.strip().lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def _parse_names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _parse_token(raw: str) -> str:
+    token = raw.strip()
+    if any(char.isspace() for char in token):
+        raise ValueError("a token cannot contain whitespace")
+    return token
+
+
+def _setting(default: Any, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
+    # Secrets stay out of repr(), so settings can be logged or shown in a traceback safely.
+    return dataclasses.field(default=default, repr=not secret, metadata={"parse": parse})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the application can be told from outside; each field is ML_APP_<NAME>."""
+
+    store: Path = _setting(PROJECT_ROOT / "model" / "store", lambda raw: Path(raw).expanduser())
+    default_model: str = _setting("iris", str.strip)
+    max_batch_rows: int = _setting(10_000, _parse_positive_int)
+    # 10 MiB holds a 10,000-row batch of 30 features written as JSON with room to spare.
+    max_body_bytes: int = _setting(10 * 1024 * 1024, _parse_positive_int)
+    log_level: str = _setting("INFO", _parse_log_level)
+    # A model trained with another scikit-learn minor version may predict differently: refused
+    # unless the operator says otherwise.
+    allow_version_mismatch: bool = _setting(False, _parse_bool)
+    # pickle/joblib artifacts run arbitrary code when loaded: only on explicit opt-in.
+    allow_pickle: bool = _setting(False, _parse_bool)
+    # Extra types skops may load beyond its defaults (e.g. a custom transformer's dotted path).
+    trusted_types: tuple[str, ...] = _setting((), _parse_names)
+    # When set, /metrics answers only requests with "Authorization: Bearer <token>".
+    metrics_token: str = _setting("", _parse_token, secret=True)
+    # Seconds between a worker's checks of the store for new versions, aliases, split and
+    # shadow changes; 0 turns hot reload off (the store is read once, at start).
+    reload_interval: float = _setting(2.0, _parse_seconds)
+    # Shadow predictions waiting in one worker; past this, copies are dropped (and counted)
+    # rather than queued, so a slow shadow version cannot grow memory.
+    shadow_queue_size: int = _setting(8, _parse_positive_int)
+    # Bearer token for the /admin endpoints; empty (the default) leaves them switched off.
+    admin_token: str = _setting("", _parse_token, secret=True)
+    # Largest artifact upload accepted by the admin registration endpoint.
+    admin_max_upload_bytes: int = _setting(256 * 1024 * 1024, _parse_positive_int)
+    # Which inference backend serves predictions: auto, onnx (required) or sklearn (never ONNX).
+    backend: str = _setting("auto", _parse_backend)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Build settings from ML_APP_* variables, then apply explicit overrides (tests)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = PREFIX + field.name.upper()
+            if name in environ:
+                try:
+                    values[field.name] = field.metadata["parse"](environ[name])
+                except ValueError as exc:
+                    raise SettingsError(f"{name}={environ[name]!r} is not valid: {exc}") from exc
+        values.update(overrides or {})
+        return cls(**values)

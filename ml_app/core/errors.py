@@ -1,0 +1,55 @@
+"""Domain exceptions: each carries the HTTP status and error code the web layer answers with."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Base of every error the API answers on purpose; carries status, code and details."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(ApiError):
+    """The body is not JSON, or not the JSON object the route expects."""
+
+    status, code = 400, "bad_request"
+
+
+class InvalidInput(ApiError):
+    """Well-formed JSON that fails validation (shape, names, types, finiteness)."""
+
+    status, code = 422, "invalid_input"
+
+
+class ModelNotFound(ApiError):
+    """No model, version or alias by that name in the store."""
+
+    status, code = 404, "model_not_found"
+
+
+class ModelNotReady(ApiError):
+    """The model exists but its artifact failed to load; the reason is in the message."""
+
+    status, code = 503, "model_not_ready"
+
+
+class PayloadTooLarge(ApiError):
+    """The body or the batch exceeds the configured limit."""
+
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    """The request body is not sent in a content type (or encoding) the route accepts."""
+
+    status, code = 415, "unsupported_media_type"
+
+
+class StoreError(Exception):
+    """A model version cannot be read or trusted; the message says why, for operators."""

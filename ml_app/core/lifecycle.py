@@ -1,0 +1,183 @@
+"""Operator actions on the store: register a version, move aliases, set the split and shadow.
+
+The command line and the admin endpoints both call these, so both validate the same way. Every
+change is one atomic file replacement (or one folder rename); running servers pick it up on
+their next poll. Read-modify-write changes hold the model's lock so concurrent edits don't clash.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml_app.core.conversion import write_converted_version
+from ml_app.core.errors import StoreError
+from ml_app.core.registration import build_metadata, load_artifact, validate_candidate
+from ml_app.core.routing import RoutingConfig, check_weights
+from ml_app.core.store import LoadPolicy, ModelStore, is_valid_name, version_sort_key
+
+# Held while reading and rewriting a model's control files (beside them, never read by servers).
+LOCK_FILE = ".lock"
+
+
+class LifecycleError(ValueError):
+    """An operator action that cannot be done; the message says why."""
+
+
+class NotInStore(LifecycleError):
+    """The action names a model, version or alias the store does not have."""
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What an operator hands over: an artifact for a model, and how to register it."""
+
+    name: str
+    artifact: Path
+    version: str | None = None  # default: the next number
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # merged over the inherited
+    alias: str | None = None  # point this alias at the new version once it is written
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A version just written to the store."""
+
+    name: str
+    version: str
+    path: Path
+    sha256: str
+
+
+def register_version(store: ModelStore, policy: LoadPolicy, new: NewVersion) -> Registration:
+    """Validate an artifact against the model's declared features and write it as a version."""
+    name = new.name
+    if not is_valid_name(name):
+        raise LifecycleError(f"invalid model name {name!r}")
+    if new.version is not None and not is_valid_name(new.version):
+        raise LifecycleError(f"invalid version {new.version!r}")
+    if new.alias is not None:
+        check_alias_name(new.alias)  # before anything is written: a refusal changes nothing
+    try:
+        estimator, trained_with = load_artifact(Path(new.artifact), policy)
+        with _locked(store, name, create=True):
+            version = new.version or store.next_version(name)
+            metadata = build_metadata(store, name, version, estimator, dict(new.metadata))
+            metadata["versions"]["sklearn"] = trained_with
+            metadata["registered_from"] = Path(new.artifact).name
+            validate_candidate(name, version, estimator, metadata)
+            path = write_converted_version(store, name, version, estimator, metadata)
+    except StoreError as exc:
+        raise LifecycleError(str(exc)) from exc
+    if new.alias:
+        set_alias(store, name, new.alias, version)
+    written = store.read_metadata(name, version)
+    return Registration(name=name, version=version, path=path, sha256=written["sha256"])
+
+
+def set_alias(store: ModelStore, name: str, alias: str, version: str) -> dict[str, str]:
+    """Point an alias at an existing version (its history keeps the old targets)."""
+    check_alias_name(alias)
+    with _locked(store, name):
+        _require_versions(store, name, [version])
+        routing = _routing(store, name).with_alias_target(alias, version)
+        # History first: a poll between the two writes still sees a consistent alias.
+        store.write_routing(name, routing.to_json())
+        aliases = {**store.aliases(name), alias: version}
+        store.write_aliases(name, aliases)
+    return aliases
+
+
+def check_alias_name(alias: str) -> None:
+    """LifecycleError unless `alias` can name an alias (a path-safe name, not a number)."""
+    if not is_valid_name(alias) or alias.isdigit():
+        raise LifecycleError(f"invalid alias {alias!r}: use a name like production or staging")
+
+
+def remove_alias(store: ModelStore, name: str, alias: str) -> dict[str, str]:
+    """Remove an alias; removing `production` makes the newest version the default again."""
+    with _locked(store, name):
+        _require_model(store, name)
+        aliases = store.aliases(name)
+        if alias not in aliases:
+            raise NotInStore(f"model {name} has no alias {alias!r}")
+        del aliases[alias]
+        store.write_aliases(name, aliases)
+    return aliases
+
+
+def set_split(store: ModelStore, name: str, weights: Mapping[str, Any]) -> RoutingConfig:
+    """Split unversioned traffic by weight over versions or aliases; {} clears the split."""
+    try:
+        checked = check_weights(weights)
+    except ValueError as exc:
+        raise LifecycleError(str(exc)) from exc
+    return _update_routing(store, name, checked, split=tuple(checked.items()))
+
+
+def set_shadow(store: ModelStore, name: str, targets: Iterable[str]) -> RoutingConfig:
+    """Send a copy of unversioned traffic to these versions or aliases; [] turns shadow off."""
+    targets = tuple(dict.fromkeys(str(t) for t in targets))
+    return _update_routing(store, name, targets, shadow=targets)
+
+
+def describe(store: ModelStore, name: str) -> dict[str, Any]:
+    """What the store says about one model: versions, aliases, split, shadow."""
+    _require_model(store, name)
+    routing = _routing(store, name)
+    return {
+        "name": name,
+        "versions": store.versions(name),
+        "aliases": store.aliases(name),
+        "split": dict(routing.split) or None,
+        "shadow": list(routing.shadow),
+    }
+
+
+def _update_routing(
+    store: ModelStore, name: str, targets: Iterable[str], **changes: Any
+) -> RoutingConfig:
+    with _locked(store, name):
+        _require_versions(store, name, targets, aliases_too=True)
+        routing = RoutingConfig(**{**_routing(store, name).__dict__, **changes})
+        store.write_routing(name, routing.to_json())
+    return routing
+
+
+@contextmanager
+def _locked(store: ModelStore, name: str, create: bool = False) -> Iterator[None]:
+    """Hold the model's write lock, so concurrent read-modify-writes do not lose updates."""
+    folder = store.root / name
+    if not is_valid_name(name) or not (create or folder.is_dir()):
+        raise NotInStore(f"model {name!r} is not in the store {store.root}")
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def _routing(store: ModelStore, name: str) -> RoutingConfig:
+    try:
+        return RoutingConfig.from_json(store.routing(name))
+    except StoreError as exc:
+        raise LifecycleError(str(exc)) from exc
+
+
+def _require_model(store: ModelStore, name: str) -> None:
+    if not is_valid_name(name) or not (store.root / name).is_dir() or not store.versions(name):
+        raise NotInStore(f"model {name!r} is not in the store {store.root}")
+
+
+def _require_versions(
+    store: ModelStore, name: str, targets: Iterable[str], aliases_too: bool = False
+) -> None:
+    _require_model(store, name)
+    known = set(store.versions(name)) | (set(store.aliases(name)) if aliases_too else set())
+    missing = [t for t in targets if t not in known]
+    if missing:
+        have = ", ".join(sorted(known, key=version_sort_key))
+        raise NotInStore(f"model {name} has no version {', '.join(missing)} (it has {have})")

@@ -1,0 +1,208 @@
+"""Request schemas: the JSON body, and one numpy-backed field for the whole feature matrix."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from itertools import chain
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import orjson
+from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow.experimental.context import Context
+
+from ml_app.core.errors import BadRequest, PayloadTooLarge
+from ml_app.core.model import LoadedModel
+
+_NUMBER_TYPES = {int, float}  # bool is a subclass of int, but type() keeps them apart
+_MAX_REPORTED = 20  # per-cell messages in one error body; enough to fix a payload, not a flood
+# Up to this many cells, Python's math.isfinite over the parsed numbers beats numpy's ufunc and
+# reduction machinery (a one-row request); beyond it numpy's single pass wins.
+_SMALL_MATRIX_CELLS = 256
+
+
+class MatrixContext(NamedTuple):
+    """What validating a matrix needs to know: the model's features and the row limit."""
+
+    model: LoadedModel
+    max_rows: int
+
+
+class FeatureRows(fields.Field):
+    """Rows as lists of numbers or objects of named features -> a float64 matrix.
+
+    The whole matrix is checked at once (types, lengths, finiteness) with set/map and numpy,
+    so a 10,000-row batch validates in milliseconds; per-cell messages are built only on error.
+    """
+
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "not_list": "Must be a list of rows.",
+        "empty": "Must contain at least one row.",
+    }
+
+    def __init__(self, *, single_row: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.single_row = single_row
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> np.ndarray:
+        context: MatrixContext = Context.get()
+        if self.single_row:
+            rows = [value]
+        elif not isinstance(value, list):
+            raise self.make_error("not_list")
+        elif not value:
+            raise self.make_error("empty")
+        elif len(value) > context.max_rows:
+            raise PayloadTooLarge(
+                f"Batch has {len(value)} rows; the limit is {context.max_rows} "
+                "(ML_APP_MAX_BATCH_ROWS)."
+            )
+        else:
+            rows = value
+        return _to_matrix(rows, context.model, self.single_row)
+
+
+def _to_matrix(rows: list[Any], model: LoadedModel, single_row: bool) -> np.ndarray:
+    positional = _positional(rows, model)
+    if positional is not None and set(map(type, chain.from_iterable(positional))) <= _NUMBER_TYPES:
+        matrix = _finite_matrix(positional, model.n_features)
+        if matrix is not None:
+            return matrix
+    raise ValidationError(_describe_errors(rows, model, single_row))
+
+
+def _finite_matrix(positional: list[list[Any]], width: int) -> np.ndarray | None:
+    """The numbers as a float64 matrix, or None when any is not finite (or too large)."""
+    try:
+        if len(positional) * width <= _SMALL_MATRIX_CELLS:
+            if not all(map(math.isfinite, chain.from_iterable(positional))):
+                return None
+            return np.array(positional, dtype=np.float64)
+        matrix = np.array(positional, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64's range
+        return None
+    return matrix if np.isfinite(matrix).all() else None
+
+
+def _positional(rows: list[Any], model: LoadedModel) -> list[Any] | None:
+    """Every row's values in feature order, or None when any row has the wrong shape."""
+    if set(map(type, rows)) == {list}:
+        # The common case, checked without a Python call per row: lists of the right length.
+        return rows if set(map(len, rows)) == {model.n_features} else None
+    positional = [_row_values(row, model) for row in rows]
+    return None if None in positional else positional
+
+
+def _row_values(row: Any, model: LoadedModel) -> list[Any] | None:
+    """The row's values in feature order, or None when its shape is wrong."""
+    if type(row) is list:
+        return row if len(row) == model.n_features else None
+    if type(row) is dict:
+        if row.keys() != model.feature_index.keys():
+            return None
+        return [row[name] for name in model.feature_names]
+    return None
+
+
+def _describe_errors(rows: list[Any], model: LoadedModel, single_row: bool) -> dict[str, Any]:
+    """Messages keyed by row index (batches) and column, for the first few bad places."""
+    errors: dict[str, Any] = {}
+    count = 0
+    for index, row in enumerate(rows):
+        for key, message in _row_problems(row, model):
+            target = errors if single_row else errors.setdefault(str(index), {})
+            target.setdefault(key, []).append(message)
+            count += 1
+            if count >= _MAX_REPORTED:
+                return errors
+    return errors or {"_schema": ["Values could not be read as numbers."]}
+
+
+def _row_problems(row: Any, model: LoadedModel) -> list[tuple[str, str]]:
+    if type(row) is dict:
+        problems = [(k, "Unknown feature.") for k in row if k not in model.feature_index]
+        problems += [(k, "Missing feature.") for k in model.feature_names if k not in row]
+        items = [(k, row[k]) for k in model.feature_names if k in row]
+    elif type(row) is list:
+        if len(row) != model.n_features:
+            return [("_schema", f"Expected {model.n_features} features, got {len(row)}.")]
+        problems, items = [], [(str(i), v) for i, v in enumerate(row)]
+    else:
+        return [("_schema", "Must be a list of numbers or an object of named features.")]
+    return problems + [(key, msg) for key, value in items if (msg := _cell_problem(value))]
+
+
+def _cell_problem(value: Any) -> str | None:
+    if type(value) not in _NUMBER_TYPES:
+        kind = "null" if value is None else type(value).__name__
+        return f"Must be a number, not {kind}."
+    try:
+        if np.isfinite(float(value)):
+            return None
+    except OverflowError:
+        pass
+    return "Not a finite number."
+
+
+class PredictRequest(Schema):
+    """One row under `features`, or a batch under `instances`: exactly one of the two."""
+
+    features = FeatureRows(single_row=True)
+    instances = FeatureRows()
+
+    @validates_schema
+    def _exactly_one(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("features" in data) == ("instances" in data):
+            raise ValidationError(
+                "Send exactly one of 'features' (one row) or 'instances' (a list of rows)."
+            )
+
+
+class BatchPredictRequest(Schema):
+    """A batch of rows under `instances`."""
+
+    instances = FeatureRows(required=True)
+
+
+class SingleRowRequest(Schema):
+    """One row under `features`: PredictRequest when the body has no `instances`."""
+
+    features = FeatureRows(single_row=True, required=True)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A body's bytes as a JSON object; BadRequest when they are not one."""
+    if not raw.strip():
+        raise BadRequest("Request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # NaN and Infinity are not JSON, but clients send them; parse them so validation can
+        # name the offending field (422) instead of rejecting the whole body as malformed.
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRequest(f"Malformed JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"Request body must be a JSON object, not {type(body).__name__}.")
+    return body
+
+
+def load_for_model(
+    schema: Schema, body: Mapping[str, Any], model: LoadedModel, max_rows: int
+) -> dict[str, Any]:
+    """`schema.load(body)` with the model and row limit its FeatureRows fields check against."""
+    with Context(MatrixContext(model=model, max_rows=max_rows)):
+        return schema.load(body)
+
+
+def validate_matrix(
+    schema: Schema, body: dict[str, Any], model: LoadedModel, max_rows: int
+) -> tuple[np.ndarray, bool]:
+    """Validate a native prediction body against the model: its matrix, and if it was one row."""
+    data = load_for_model(schema, body, model, max_rows)
+    if "features" in data:
+        return data["features"], True
+    return data["instances"], False

@@ -1,0 +1,1 @@
+"""Operator commands: `python -m ml_app models ...` (no Flask, no ONNX Runtime)."""

@@ -1,0 +1,149 @@
+"""`python -m ml_app models ...` (also `flask --app ml_app models ...`): manage the model store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from ml_app.core import lifecycle
+from ml_app.core.config import Settings
+from ml_app.core.errors import StoreError
+from ml_app.core.lifecycle import LifecycleError
+from ml_app.core.store import LoadPolicy, ModelStore
+
+T = TypeVar("T")
+
+
+def _store() -> ModelStore:
+    root = click.get_current_context().meta.get("ml_app.store")
+    return ModelStore(root or Settings.from_env().store)
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run an action; operator mistakes become a one-line error and exit status 1."""
+    try:
+        return action()
+    except (LifecycleError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+@click.group("models")
+@click.option("--store", type=click.Path(path_type=Path), help="Model store (ML_APP_STORE).")
+@click.pass_context
+def models(ctx: click.Context, store: Path | None) -> None:
+    """Register versions and route traffic; running servers pick changes up within seconds."""
+    ctx.meta["ml_app.store"] = store
+
+
+@models.command("list")
+@click.argument("name", required=False)
+def list_models(name: str | None) -> None:
+    """Show versions, aliases, split and shadow of every model (or one)."""
+    store = _store()
+    names = [name] if name else _run(store.model_names)
+    _echo_json([_run(lambda n=n: lifecycle.describe(store, n)) for n in names])
+
+
+@models.command()
+@click.argument("name")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", help="Version name (default: the next number).")
+@click.option("--metadata", "metadata_file", type=click.File("rb"), help="JSON object to merge.")
+@click.option("--features", help="Comma-separated feature names (a new model needs them).")
+@click.option("--alias", help="Point this alias (e.g. production) at the new version.")
+@click.option("--allow-pickle", is_flag=True, help="Accept a .pkl/.joblib artifact.")
+def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
+    name: str,
+    artifact: Path,
+    version: str | None,
+    metadata_file: Any,
+    features: str | None,
+    alias: str | None,
+    allow_pickle: bool,
+) -> None:
+    """Validate ARTIFACT against the model's features and add it as a new version of NAME."""
+    settings = Settings.from_env()
+    policy = LoadPolicy.from_settings(settings)
+    if allow_pickle:
+        policy = LoadPolicy(policy.allow_version_mismatch, True, policy.trusted_types)
+    metadata = orjson.loads(metadata_file.read()) if metadata_file else {}
+    if not isinstance(metadata, dict):
+        raise click.ClickException("--metadata must hold a JSON object")
+    if features:
+        metadata["feature_names"] = [f.strip() for f in features.split(",") if f.strip()]
+    new = lifecycle.NewVersion(name, artifact, version, metadata, alias)
+    done = _run(lambda: lifecycle.register_version(_store(), policy, new))
+    click.echo(f"registered {done.name} version {done.version} (sha256 {done.sha256})")
+    if alias:
+        click.echo(f"{name}: {alias} -> {done.version}")
+
+
+@models.group()
+def alias() -> None:
+    """Set or remove aliases (production is what unversioned routes serve)."""
+
+
+@alias.command("set")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@click.argument("version")
+def set_alias(name: str, alias_name: str, version: str) -> None:
+    """Point ALIAS of model NAME at VERSION (a rollback is the same command)."""
+    _run(lambda: lifecycle.set_alias(_store(), name, alias_name, version))
+    click.echo(f"{name}: {alias_name} -> {version}")
+
+
+@alias.command("remove")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+def remove_alias(name: str, alias_name: str) -> None:
+    """Remove ALIAS from model NAME."""
+    _run(lambda: lifecycle.remove_alias(_store(), name, alias_name))
+    click.echo(f"{name}: removed alias {alias_name}")
+
+
+@models.command()
+@click.argument("name")
+@click.argument("weights", nargs=-1, metavar="VERSION=WEIGHT...")
+@click.option("--clear", is_flag=True, help="Remove the split.")
+def split(name: str, weights: tuple[str, ...], clear: bool) -> None:
+    """Split unversioned traffic of NAME, e.g. `split iris 3=90 4=10`."""
+    if clear == bool(weights):
+        raise click.UsageError("give VERSION=WEIGHT pairs, or --clear")
+    parsed: dict[str, float] = {}
+    for pair in weights:
+        target, _, weight = pair.partition("=")
+        try:
+            parsed[target] = float(weight)
+        except ValueError:
+            raise click.UsageError(f"{pair!r} is not VERSION=WEIGHT") from None
+    routing = _run(lambda: lifecycle.set_split(_store(), name, parsed))
+    click.echo(f"{name}: split {dict(routing.split) or 'off'}")
+
+
+@models.command()
+@click.argument("name")
+@click.argument("versions", nargs=-1)
+@click.option("--clear", is_flag=True, help="Turn shadow traffic off.")
+def shadow(name: str, versions: tuple[str, ...], clear: bool) -> None:
+    """Send a copy of NAME's unversioned traffic to VERSIONS (answers recorded, not returned)."""
+    if clear == bool(versions):
+        raise click.UsageError("give shadow VERSIONS, or --clear")
+    routing = _run(lambda: lifecycle.set_shadow(_store(), name, versions))
+    click.echo(f"{name}: shadow {', '.join(routing.shadow) or 'off'}")
+
+
+@click.group()
+def main() -> None:
+    """ml_app command line."""
+
+
+main.add_command(models)

@@ -1,0 +1,1 @@
+"""Everything that knows Flask: hooks, blueprints, protocols, OpenAPI, error rendering."""

@@ -1,0 +1,42 @@
+"""The data plane's web side: which model serves this request, and predicting with it.
+
+The native views and every protocol adapter call these two, so each request honours
+`X-Routing-Key` for traffic splits, sends its copy to shadow versions once answered, and is
+recorded in the request context (access line, X-Model-Version, validation metrics).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flask import Response, after_this_request, request
+
+from ml_app.core.dataplane import predict_routed
+from ml_app.core.model import LoadedModel, Outputs
+from ml_app.web.context import request_context
+from ml_app.web.state import app_state
+
+# Requests with the same key get the same version of a traffic split (per model).
+ROUTING_KEY_HEADER = "X-Routing-Key"
+
+
+def resolve_model(name: str | None = None, version: str | None = None) -> LoadedModel:
+    """The model serving this request, noted in the request context."""
+    routing_key = request.headers.get(ROUTING_KEY_HEADER) or None
+    route = app_state().registry.route(name, version, routing_key)
+    request_context().route = route
+    return route.model
+
+
+def predict_matrix(matrix: np.ndarray) -> Outputs:
+    """Run the model resolve_model chose on a validated matrix: metrics, shadows once answered."""
+    context = request_context()
+    context.rows = len(matrix)
+    outputs, mirror = predict_routed(context.route, matrix, app_state().shadow, context.request_id)
+    if mirror is not None:
+
+        @after_this_request
+        def _mirror_when_sent(response: Response) -> Response:
+            response.call_on_close(mirror)
+            return response
+
+    return outputs

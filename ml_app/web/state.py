@@ -1,0 +1,34 @@
+"""Per-app state kept in app.extensions, so every app (and every test) has its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from ml_app.core.config import Settings
+from ml_app.core.registry import ModelRegistry
+from ml_app.core.reload import StoreWatcher
+from ml_app.core.shadow import ShadowRunner
+
+EXTENSION_KEY = "ml_app"
+
+
+@dataclass
+class AppState:
+    """The settings and model registry one app serves with, and what keeps them live."""
+
+    settings: Settings
+    registry: ModelRegistry
+    watcher: StoreWatcher | None = None
+    shadow: ShadowRunner | None = None
+
+
+def app_state() -> AppState:
+    """The current app's state."""
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def state_of(app: object) -> AppState | None:
+    """The state of `app` when it is an ml_app Flask app (Gunicorn may hand over another)."""
+    return app.extensions.get(EXTENSION_KEY) if isinstance(app, Flask) else None
