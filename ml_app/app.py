@@ -17,6 +17,7 @@ from ml_app.ops.cli import models as models_command
 from ml_app.web.api import admin, health, models, predict
 from ml_app.web.context import register_request_context
 from ml_app.web.errors import register_error_handlers
+from ml_app.web.flask_app import ModelServerFlask
 from ml_app.web.json_provider import OrjsonProvider
 from ml_app.web.metrics import register_metrics
 from ml_app.web.openapi import admin as admin_docs
@@ -24,7 +25,6 @@ from ml_app.web.openapi import native as native_docs
 from ml_app.web.openapi import register_openapi
 from ml_app.web.protocols import mlflow, v1, v2
 from ml_app.web.state import EXTENSION_KEY, AppState
-from ml_app.web.worker import register_reload
 
 # Wire protocols other servers speak, each a thin adapter over the registry and models.
 PROTOCOLS = (v2, v1, mlflow)
@@ -34,7 +34,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app: settings from the environment (plus overrides), models loaded."""
     settings = Settings.from_env(overrides=overrides)
     # No static folder: the app serves no files of its own (Swagger UI's come from its package).
-    app = Flask("ml_app", static_folder=None)
+    app = ModelServerFlask("ml_app", static_folder=None)
     app.json_provider_class = OrjsonProvider
     app.json = OrjsonProvider(app)
     # Werkzeug answers 413 before the body is read when it is larger than this.
@@ -62,7 +62,6 @@ def register_state(app: Flask, settings: Settings) -> None:
         shadow=ShadowRunner(settings.shadow_queue_size),
     )
     registry.load_all()
-    register_reload(app, watcher)
 
 
 def register_blueprints(app: Flask, settings: Settings) -> None:

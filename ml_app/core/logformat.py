@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
@@ -23,7 +22,7 @@ class JsonFormatter(logging.Formatter):
         """The record as one line of JSON."""
         return self.json(record).decode()
 
-    def json(self, record: logging.LogRecord | AccessLine) -> bytes:
+    def json(self, record: logging.LogRecord) -> bytes:
         """The record as JSON bytes (no newline)."""
         entry = {
             "time": _timestamp(record.created),
@@ -41,35 +40,21 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str)
 
 
-class AccessLine:
-    """What JsonFormatter reads from an access record, without LogRecord's costly __init__."""
-
-    __slots__ = ("created", "fields", "process", "request_id")
-    name = "ml_app.access"
-    levelname = "INFO"
-    exc_info = None
-
-    def __init__(self, request_id: str, fields: dict[str, Any]) -> None:
-        self.created = time.time()
-        self.process = os.getpid()
-        self.request_id = request_id
-        self.fields = fields
-
-    def getMessage(self) -> str:
-        """The line's message."""
-        return "request"
-
-
 def _timestamp(created: float) -> str:
     """ISO 8601 in UTC with milliseconds, like datetime.isoformat(timespec="milliseconds")."""
     second = int(created)
-    return f"{_utc_second(second)}.{int((created - second) * 1000):03d}+00:00"
+    cached_second, text = _last_second
+    if second != cached_second:
+        # Formatting a datetime costs more than the rest of the line; within a second it repeats.
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second[:] = (second, text)
+    return f"{text}.{int((created - second) * 1000):03d}+00:00"
 
 
-@functools.lru_cache(maxsize=4)
-def _utc_second(second: int) -> str:
-    # Formatting a datetime costs more than the rest of the line; within a second it repeats.
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+_last_second: list[Any] = [None, ""]
+# This process's id, as every line reports it; a forked child learns its own.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
 def configure_logging(level: str) -> None:
@@ -96,30 +81,40 @@ def log_access(request_id: str, started: float, fields: dict[str, Any]) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
     fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    formatter = _plain_stdout_formatter()
-    if formatter is not None and _write_stdout(
-        formatter.json(AccessLine(request_id, fields)) + b"\n"
-    ):
+    if _plain_stdout() and _write_stdout(_access_line(request_id, fields)):
         return
     access_log.handle(_access_record(request_id, fields))
 
 
-def _plain_stdout_formatter() -> JsonFormatter | None:
-    """Our formatter while access lines go only to our JSON handler on stdout, unfiltered."""
+def _access_line(request_id: str, fields: dict[str, Any]) -> bytes:
+    """The line JsonFormatter makes of the access record, made without the record."""
+    entry = {
+        "time": _timestamp(time.time()),
+        "level": "INFO",
+        "logger": access_log.name,
+        "message": "request",
+        "pid": _pid[0],
+        "request_id": request_id,
+        **fields,
+    }
+    return orjson.dumps(entry, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _plain_stdout() -> bool:
+    """True while access lines go only to our JSON handler on stdout, unfiltered."""
     parent = access_log.parent
     if access_log.handlers or access_log.filters or not access_log.propagate:
-        return None
+        return False
     if parent is None or parent.filters or parent.propagate or len(parent.handlers) != 1:
-        return None
+        return False
     handler = parent.handlers[0]
-    plain = (
+    return (
         type(handler) is logging.StreamHandler
         and type(handler.formatter) is JsonFormatter
         and not handler.filters
         and handler.level <= logging.INFO
         and handler.stream is sys.stdout
     )
-    return handler.formatter if plain else None
 
 
 def _write_stdout(line: bytes) -> bool:
@@ -128,10 +123,12 @@ def _write_stdout(line: bytes) -> bool:
         descriptor = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor
         return False
-    view = memoryview(line)
     try:
-        while view:
-            view = view[os.write(descriptor, view) :]
+        written = os.write(descriptor, line)
+        if written < len(line):  # a pipe took part of it: write the rest
+            view = memoryview(line)[written:]
+            while view:
+                view = view[os.write(descriptor, view) :]
     except OSError:  # logging then tries, and reports the failure its own way
         return False
     return True

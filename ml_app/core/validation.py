@@ -201,8 +201,22 @@ def load_for_model(
 def validate_matrix(
     schema: Schema, body: dict[str, Any], model: LoadedModel, max_rows: int
 ) -> tuple[np.ndarray, bool]:
-    """Validate a native prediction body against the model: its matrix, and if it was one row."""
-    data = load_for_model(schema, body, model, max_rows)
+    """Validate a native prediction body against the model: its matrix, and if it was one row.
+
+    A body whose only member is one of the schema's row fields is what nearly every request
+    sends: that field alone validates it, which is all `schema.load` would do for it, at a
+    fraction of the cost. Anything else, and every failure, goes through `schema.load`, so
+    every error keeps the schema's wording and paths.
+    """
+    with Context(MatrixContext(model=model, max_rows=max_rows)):
+        if len(body) == 1:
+            field = schema.fields.get(next(iter(body)))
+            if isinstance(field, FeatureRows):
+                try:
+                    return field.deserialize(body[field.name], field.name, body), field.single_row
+                except ValidationError:
+                    pass  # reported by schema.load below, in the schema's terms
+        data = schema.load(body)
     if "features" in data:
         return data["features"], True
     return data["instances"], False

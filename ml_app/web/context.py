@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 
 from ml_app.core import metrics
 from ml_app.core.logformat import log_access
 from ml_app.core.model import LoadedModel
 from ml_app.core.snapshot import Route
+from ml_app.web.state import EXTENSION_KEY, AppState
 
 REQUEST_ID_HEADER = "X-Request-ID"
 MODEL_VERSION_HEADER = "X-Model-Version"
@@ -36,6 +37,7 @@ class RequestContext:
 
     request_id: str
     started: float
+    state: AppState  # the app's settings, registry and shadow runner
     route: Route | None = None  # what serves it, once a prediction route resolved the model
     rows: int | None = None  # rows predicted
     error_code: str | None = None  # set by the error renderer
@@ -55,21 +57,25 @@ def request_id_for(environ: dict[str, Any]) -> str:
 
 def request_context() -> RequestContext:
     """This request's context (made here if a hook before ours failed before opening it)."""
-    state = g._get_current_object()  # one proxy lookup, not one per attribute
-    context = getattr(state, _G_ATTRIBUTE, None)
+    g_object = g._get_current_object()  # one proxy lookup, not one per attribute
+    context = getattr(g_object, _G_ATTRIBUTE, None)
     if context is None:
-        context = _open(state)
+        context = _open(g_object)
     return context
 
 
 def open_request() -> None:
-    """before_request: the request's id and start time."""
-    _open(g._get_current_object())
+    """before_request: the request's id and start time; a fresh worker catches up first."""
+    context = _open(g._get_current_object())
+    watcher = context.state.watcher
+    if watcher is not None:  # cheap once this process polls the store (see ml_app.web.worker)
+        watcher.ensure_running()
 
 
-def _open(state: Any) -> RequestContext:
-    context = RequestContext(request_id_for(request.environ), time.perf_counter())
-    setattr(state, _G_ATTRIBUTE, context)
+def _open(g_object: Any) -> RequestContext:
+    state = current_app.extensions[EXTENSION_KEY]
+    context = RequestContext(request_id_for(request.environ), time.perf_counter(), state)
+    setattr(g_object, _G_ATTRIBUTE, context)
     return context
 
 

@@ -13,4 +13,4 @@ JSON_MIMETYPE = "application/json"
 
 def json_response(body: Any, status: int = 200) -> Response:
     """A JSON response rendered by orjson, numpy values included."""
-    return current_app.response_class(dump_bytes(body), status=status, mimetype=JSON_MIMETYPE)
+    return current_app.response_class(dump_bytes(body), status, content_type=JSON_MIMETYPE)

@@ -13,25 +13,26 @@ from flask import Response, after_this_request, request
 from ml_app.core.dataplane import predict_routed
 from ml_app.core.model import LoadedModel, Outputs
 from ml_app.web.context import request_context
-from ml_app.web.state import app_state
 
 # Requests with the same key get the same version of a traffic split (per model).
 ROUTING_KEY_HEADER = "X-Routing-Key"
+_ROUTING_KEY_ENVIRON = "HTTP_X_ROUTING_KEY"  # how WSGI servers pass that header
 
 
 def resolve_model(name: str | None = None, version: str | None = None) -> LoadedModel:
     """The model serving this request, noted in the request context."""
-    routing_key = request.headers.get(ROUTING_KEY_HEADER) or None
-    route = app_state().registry.route(name, version, routing_key)
-    request_context().route = route
-    return route.model
+    context = request_context()
+    routing_key = request.environ.get(_ROUTING_KEY_ENVIRON) or None
+    context.route = context.state.registry.route(name, version, routing_key)
+    return context.route.model
 
 
 def predict_matrix(matrix: np.ndarray) -> Outputs:
     """Run the model resolve_model chose on a validated matrix: metrics, shadows once answered."""
     context = request_context()
     context.rows = len(matrix)
-    outputs, mirror = predict_routed(context.route, matrix, app_state().shadow, context.request_id)
+    shadow = context.state.shadow
+    outputs, mirror = predict_routed(context.route, matrix, shadow, context.request_id)
     if mirror is not None:
 
         @after_this_request

@@ -2,14 +2,12 @@
 
 With `preload_app` the Gunicorn master loads the store once, before forking, and never serves.
 Each worker brings itself up to date in Gunicorn's post_worker_init hook (`start_worker`), or,
-under any other server, on its first request (`register_reload`), then polls the store.
+under any other server, on its first request (ml_app.web.context opens each request with the
+watcher's `ensure_running`, which costs a pid comparison once it runs), then polls the store.
 """
 
 from __future__ import annotations
 
-from flask import Flask
-
-from ml_app.core.reload import StoreWatcher
 from ml_app.web.metrics import publish_model_state
 from ml_app.web.state import state_of
 
@@ -20,8 +18,3 @@ def start_worker(app: object) -> None:
     if state is not None and state.watcher is not None:
         state.watcher.ensure_running()
     publish_model_state(app)
-
-
-def register_reload(app: Flask, watcher: StoreWatcher) -> None:
-    """Start the watcher on a worker's first request when no server hook started it earlier."""
-    app.before_request(watcher.ensure_running)
