@@ -34,7 +34,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PORT=8000 \
     ML_APP_STORE=/app/model/store \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/ml_app-metrics
+    PROMETHEUS_MULTIPROC_DIR=/tmp/ml_app-metrics \
+    ML_APP_DRAIN_FILE=/tmp/ml_app-metrics/draining
 # A fixed numeric uid, so orchestrators can verify runAsNonRoot without a passwd lookup. The
 # Prometheus multiprocess directory must be writable by that user before Gunicorn starts
 # (gunicorn.conf.py creates it when a fresh /tmp is mounted over the image's).

@@ -9,6 +9,9 @@ import os
 
 from prometheus_client.multiprocess import mark_process_dead
 
+from ml_app.core.drain import DrainMarker
+from ml_app.web.shutdown import drain_on_sigterm
+
 # Numeric libraries (OpenBLAS, MKL, OpenMP) default to one thread per core in *every* worker;
 # with N workers on N cores that is N*N threads fighting over the CPU. One each, set before the
 # app (and numpy) is imported by the preloading master.
@@ -25,11 +28,17 @@ backlog = 2048
 # core keeps every core busy without context-switch thrash (the 2*cores+1 rule is for I/O-bound
 # apps). Typical range: 1-2x cores. WEB_CONCURRENCY is Heroku's and many platforms' convention.
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 2))
-worker_class = "sync"
+# Gunicorn's sync worker, except that on SIGTERM it lets go of the listening socket at once,
+# even in the middle of a request, so new connections are refused instead of hanging.
+worker_class = "ml_app.web.shutdown.DrainingSyncWorker"
 # A prediction that takes longer than this is stuck; the master replaces the worker.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM, in-flight requests get this long to finish before workers are killed.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# Before that: seconds during which readiness answers 503 and everything is still served, so
+# load balancers stop sending before the listener closes (Kubernetes: a few seconds, or a
+# preStop hook; 0 stops at once). The marker file tells every worker; see ml_app.core.drain.
+_drain_seconds = float(os.environ.get("GUNICORN_DRAIN_SECONDS", "0"))
 keepalive = 5
 # Recycle workers now and then to bound slow leaks; jitter keeps them from restarting together.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
@@ -73,6 +82,8 @@ if not _metrics_dir:
     )
 # The preloaded app writes its first samples while loading, before any hook below runs.
 os.makedirs(_metrics_dir, exist_ok=True)
+# Private to this server like the metrics directory; the app reads ML_APP_DRAIN_FILE.
+os.environ.setdefault("ML_APP_DRAIN_FILE", os.path.join(_metrics_dir, "draining"))
 
 
 def on_starting(server):
@@ -81,6 +92,13 @@ def on_starting(server):
         return
     for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
         os.remove(stale)
+    DrainMarker(os.environ["ML_APP_DRAIN_FILE"]).clear()
+
+
+def when_ready(server):
+    """On SIGTERM, report not ready first, and stop serving GUNICORN_DRAIN_SECONDS later."""
+    if _drain_seconds > 0:
+        drain_on_sigterm(server, _drain_seconds, DrainMarker(os.environ["ML_APP_DRAIN_FILE"]))
 
 
 def pre_fork(server, worker):

@@ -112,6 +112,9 @@ class Settings:
     admin_max_upload_bytes: int = _setting(256 * 1024 * 1024, _parse_positive_int)
     # Which inference backend serves predictions: auto, onnx (required) or sklearn (never ONNX).
     backend: str = _setting("auto", _parse_backend)
+    # While this file exists the server is shutting down and readiness answers 503 (the
+    # Gunicorn master makes it on SIGTERM; a preStop hook may make it earlier). Empty: never.
+    drain_file: str = _setting("", str.strip)
 
     @classmethod
     def from_env(

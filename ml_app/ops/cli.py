@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ import orjson
 
 from ml_app.core import lifecycle
 from ml_app.core.config import Settings
+from ml_app.core.drain import DrainMarker
 from ml_app.core.errors import StoreError
 from ml_app.core.lifecycle import LifecycleError
 from ml_app.core.store import LoadPolicy, ModelStore
@@ -141,9 +143,26 @@ def shadow(name: str, versions: tuple[str, ...], clear: bool) -> None:
     click.echo(f"{name}: shadow {', '.join(routing.shadow) or 'off'}")
 
 
+@click.command()
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait after.")
+def drain(wait: float) -> None:
+    """Report not ready from now on (ML_APP_DRAIN_FILE), e.g. from a Kubernetes preStop hook.
+
+    Readiness answers 503 at once; the server keeps serving until it gets SIGTERM. --wait
+    holds the hook open while balancers notice.
+    """
+    marker = DrainMarker(Settings.from_env().drain_file)
+    if marker.path is None:
+        raise click.ClickException("ML_APP_DRAIN_FILE is not set: nothing to mark")
+    marker.start()
+    click.echo(f"draining: {marker.path}")
+    time.sleep(wait)
+
+
 @click.group()
 def main() -> None:
     """ml_app command line."""
 
 
 main.add_command(models)
+main.add_command(drain)

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from ml_app.core.config import Settings
+from ml_app.core.drain import DrainMarker
 from ml_app.core.registry import ModelRegistry
 from ml_app.core.reload import StoreWatcher
 from ml_app.core.shadow import ShadowRunner
+from ml_app.core.snapshot import Snapshot
 
 EXTENSION_KEY = "ml_app"
 
@@ -22,6 +24,12 @@ class AppState:
     registry: ModelRegistry
     watcher: StoreWatcher | None = None
     shadow: ShadowRunner | None = None
+
+    def not_ready_reasons(self, snapshot: Snapshot | None = None) -> list[str]:
+        """Why this server should get no traffic now (for `snapshot`, default the current)."""
+        if DrainMarker(self.settings.drain_file).active():
+            return ["the server is shutting down (draining)"]
+        return (snapshot or self.registry.snapshot()).not_ready_reasons()
 
 
 def app_state() -> AppState:

@@ -20,8 +20,9 @@ def live() -> Response:
 @bp.get("/health/ready")
 def ready() -> Response:
     """200 when every model's default version is loaded; 503 with the reasons otherwise."""
-    snapshot = app_state().registry.snapshot()
-    reasons = snapshot.not_ready_reasons()
+    state = app_state()
+    snapshot = state.registry.snapshot()
+    reasons = state.not_ready_reasons(snapshot)
     models = {name: entry.default_version for name, entry in snapshot.models.items()}
     if reasons:
         return json_response(

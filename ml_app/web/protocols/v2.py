@@ -55,7 +55,7 @@ def live() -> Response:
 @bp.get("/health/ready")
 def ready() -> Response:
     """200 when every model's default version can serve, 503 with the reasons otherwise."""
-    reasons = app_state().registry.not_ready_reasons()
+    reasons = app_state().not_ready_reasons()
     if reasons:
         return json_response({"ready": False, "reasons": reasons}, 503)
     return json_response({"ready": True})

@@ -1,0 +1,133 @@
+"""SIGTERM on real Gunicorn: readiness says 503 first, then new connections are refused
+promptly, in-flight requests finish, and the server exits 0. No request ever hangs, and none
+is reset once its connection was accepted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import requests
+
+from tests.conftest import IRIS_SETOSA
+from tests.integration.server import GunicornServer
+
+DRAIN_SECONDS = 2.0
+BODY = orjson.dumps({"features": IRIS_SETOSA})
+
+
+def _request(port: int, timeout: float = 5.0) -> str:
+    """One POST /predict on a new connection: 'ok', 'refused' (at connect), or what went wrong."""
+    try:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except ConnectionRefusedError:
+        return "refused"
+    with conn:
+        try:
+            conn.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(BODY), BODY)
+            )
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            return "hung"
+        except OSError as exc:
+            return f"reset after accept ({exc.__class__.__name__})"
+    if answer.startswith(b"HTTP/1.1 200") and b'"prediction":"setosa"' in answer:
+        return "ok"
+    return f"bad answer {answer[:60]!r}"
+
+
+def _slow_request(port: int) -> socket.socket:
+    """A request whose body is held back: it keeps one sync worker busy until it is sent."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+    conn.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(BODY), BODY[:5])
+    )
+    return conn
+
+
+def test_sigterm_drains_without_hanging_or_resetting_anyone(demo_store: Path, tmp_path: Path):
+    server = GunicornServer(
+        demo_store,
+        tmp_path / "server.log",
+        workers=2,
+        wait_for="/health/ready",
+        GUNICORN_DRAIN_SECONDS=str(DRAIN_SECONDS),
+        GUNICORN_GRACEFUL_TIMEOUT="20",
+    ).start()
+    try:
+        slow = _slow_request(server.port)
+        time.sleep(0.3)  # the slow request now occupies a worker
+        results: list[tuple[float, str]] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.is_set():
+                results.append((time.monotonic(), _request(server.port)))
+                time.sleep(0.01)
+
+        client = threading.Thread(target=traffic)
+        client.start()
+        time.sleep(0.3)
+        sigterm_at = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = requests.get(server.url + "/health/ready", timeout=5)
+        assert ready.status_code == 503
+        assert ready.json()["reasons"] == ["the server is shutting down (draining)"]
+        time.sleep(DRAIN_SECONDS + 1.5)
+        stop.set()
+        client.join(timeout=30)
+        # the request in flight all along is still answered, after everything else
+        slow.sendall(BODY[5:])
+        answer = b""
+        while chunk := slow.recv(65536):
+            answer += chunk
+        slow.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert b'"prediction":"setosa"' in answer
+        assert server.process.wait(timeout=25) == 0
+    finally:
+        server.stop()
+    outcomes = [outcome for _, outcome in results]
+    assert set(outcomes) <= {"ok", "refused"}, [o for o in outcomes if o not in ("ok", "refused")]
+    served = [at - sigterm_at for at, outcome in results if outcome == "ok"]
+    refused = [at - sigterm_at for at, outcome in results if outcome == "refused"]
+    # served as usual during the drain, refused once it is over
+    assert any(DRAIN_SECONDS - 1 < at < DRAIN_SECONDS for at in served), served[-5:]
+    assert refused and min(refused) >= DRAIN_SECONDS, refused[:3]
+    assert len(refused) > 20  # and promptly: the client kept getting its answer right away
+
+
+def test_a_prestop_drain_counts_towards_the_wait(demo_store: Path, tmp_path: Path):
+    """With the marker made long enough ago (preStop), SIGTERM stops accepting at once."""
+    marker = tmp_path / "draining"
+    server = GunicornServer(
+        demo_store,
+        tmp_path / "server.log",
+        workers=2,
+        wait_for="/health/ready",
+        GUNICORN_DRAIN_SECONDS="30",
+        ML_APP_DRAIN_FILE=str(marker),
+    ).start()
+    try:
+        marker.touch()
+        assert requests.get(server.url + "/health/ready", timeout=5).status_code == 503
+        assert _request(server.port) == "ok"  # still serving while balancers notice
+        made = time.time() - 31  # as if a preStop hook had made it 31 s ago
+        os.utime(marker, (made, made))
+        server.process.send_signal(signal.SIGTERM)
+        # waiting out the drain again would take 30 s
+        assert server.process.wait(timeout=15) == 0
+        assert _request(server.port) == "refused"
+    finally:
+        server.stop()
