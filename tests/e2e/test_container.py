@@ -13,7 +13,6 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.e2e.containers import (
     Container,
     docker,
@@ -23,7 +22,8 @@ from tests.e2e.containers import (
     remove_images_since,
     require_engine,
 )
-from tests.integration.server import free_port
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.server import free_port
 
 # Every process in the container: name and real uid, read from /proc (the image has no ps).
 LIST_PROCESSES = (

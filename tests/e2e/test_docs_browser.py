@@ -13,7 +13,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.e2e.browser import offline_chromium
-from tests.integration.server import GunicornServer
+from tests.support.server import GunicornServer
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import orjson
 import pytest
 import requests
 
-from tests.integration.server import GunicornServer
+from tests.support.server import GunicornServer
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
 MAX_EXAMPLES = 50  # per operation and phase; about 2,500 requests in all

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import IRIS_SETOSA
-from tests.integration.server import PROJECT_ROOT, free_port, wait_for_http
+from tests.support.reference import IRIS_SETOSA
+from tests.support.server import PROJECT_ROOT, free_port, wait_for_http
 
 # Variables the test run may carry that a dyno would not have.
 NOT_ON_A_DYNO = ("ML_APP_STORE", "PROMETHEUS_MULTIPROC_DIR", "VIRTUAL_ENV", "PYTHONPATH")

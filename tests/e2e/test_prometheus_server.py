@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from ml_app.core.config import PROJECT_ROOT
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.e2e.prometheus_server import PrometheusServer, config_for, wait_until
-from tests.integration.server import GunicornServer
+from tests.support.prometheus_server import PrometheusServer, config_for, wait_until
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.server import GunicornServer
 
 TOKEN = "e2e-scrape-token"
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "ml_app.json"

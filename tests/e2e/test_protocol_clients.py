@@ -14,9 +14,9 @@ import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
-from tests import reference
-from tests.integration.server import GunicornServer
-from tests.reference import IRIS_FEATURES
+from tests.support import reference
+from tests.support.reference import IRIS_FEATURES
+from tests.support.server import GunicornServer
 
 with warnings.catch_warnings():
     # mlflow warns about its own internal type hints when imported.

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.integration.server import GunicornServer
+from tests.support.http import predict_rows
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.server import GunicornServer
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +28,10 @@ def test_ready_with_every_demo_model(server):
 
 def test_concurrent_predictions_are_answered_by_several_workers(server):
     cases = [(IRIS_SETOSA, "setosa"), (IRIS_VIRGINICA, "virginica")] * 150
+    answers = predict_rows(server.url, [row for row, _ in cases])
+    assert [(a.status, a.body["prediction"]) for a in answers] == [(200, want) for _, want in cases]
 
-    def ask(case):
-        row, _ = case
-        with requests.Session() as session:
-            response = session.post(server.url + "/predict", json={"features": row}, timeout=10)
-        return response.status_code, response.json()["prediction"], response.headers["X-Request-ID"]
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        answers = list(pool.map(ask, cases))
-    assert [(status, label) for status, label, _ in answers] == [(200, want) for _, want in cases]
-
-    request_ids = {rid for _, _, rid in answers}
+    request_ids = {a.request_id for a in answers}
     served = [e for e in server.log_entries() if e.get("request_id") in request_ids]
     assert len(served) == len(cases)  # one log line per request
     workers = Counter(entry["pid"] for entry in served)

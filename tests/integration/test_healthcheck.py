@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.server import PROJECT_ROOT, GunicornServer, free_port
+from tests.support.server import PROJECT_ROOT, GunicornServer, clean_environment, free_port
 
 HEALTHCHECK = PROJECT_ROOT / "deploy" / "healthcheck.py"
 
@@ -15,7 +14,7 @@ HEALTHCHECK = PROJECT_ROOT / "deploy" / "healthcheck.py"
 def run_healthcheck(port: int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(HEALTHCHECK)],
-        env={**os.environ, "PORT": str(port)},
+        env=clean_environment(PORT=str(port)),
         capture_output=True,
         text=True,
         timeout=30,

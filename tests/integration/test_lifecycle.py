@@ -27,8 +27,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 from ml_app.core.conversion import write_converted_version
 from ml_app.core.store import ModelStore
-from tests.conftest import IRIS_SETOSA
-from tests.integration.server import PROJECT_ROOT, GunicornServer
+from tests.support.reference import IRIS_SETOSA
+from tests.support.server import PROJECT_ROOT, GunicornServer
 
 WORKERS = 3
 INTERVAL = 0.5  # ML_APP_RELOAD_INTERVAL for these servers

@@ -14,7 +14,7 @@ from sklearn import datasets
 from ml_app.core.loading import load_estimator
 from ml_app.core.model import PARITY_TOLERANCE
 from ml_app.core.store import LoadPolicy, ModelStore
-from tests.integration.server import GunicornServer
+from tests.support.server import GunicornServer
 
 
 @pytest.fixture(scope="module")

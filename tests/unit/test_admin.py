@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-import skops.io
-from sklearn import datasets
-from sklearn.ensemble import RandomForestClassifier
 
 from ml_app import create_app
 from ml_app.core.store import ModelStore
+from tests.support.training import save_iris_forest
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -90,9 +88,7 @@ def test_bad_admin_requests_get_the_json_error_shape(admin, method, path, body, 
 
 
 def test_register_an_uploaded_artifact(admin, store, tmp_path):
-    x, y = datasets.load_iris(return_X_y=True)
-    path = tmp_path / "forest.skops"
-    skops.io.dump(RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y), path)
+    path = save_iris_forest(tmp_path / "forest.skops", trees=3)
     response = admin.post(
         "/admin/models/iris/versions",
         data={"artifact": (io.BytesIO(path.read_bytes()), "forest.skops"), "alias": "staging"},

@@ -24,7 +24,7 @@ from ml_app.core.loading import load_model
 from ml_app.core.model import PARITY_TOLERANCE
 from ml_app.core.store import LoadPolicy, ModelStore, sha256_of
 from model.train import DEMO_MODELS, train_model
-from tests.conftest import IRIS_SETOSA
+from tests.support.reference import IRIS_SETOSA
 
 _BACKEND_METRIC = "ml_app_model_backend"
 # skops asks for scikit-learn's histogram-tree node type to be trusted explicitly.

@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.unit.deploy_files import (
+from tests.support.deploy import (
     K8S_DIR,
     dockerfile_stages,
     env_of,

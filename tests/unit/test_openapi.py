@@ -11,7 +11,7 @@ import pytest
 from ml_app import create_app
 from ml_app.version import VERSION
 from ml_app.web.openapi.document import TAGS, UNDOCUMENTED, openapi_path
-from tests.integration.server import PROJECT_ROOT
+from tests.support.server import PROJECT_ROOT
 
 ERROR_SCHEMAS = {"#/components/schemas/ErrorBody", "#/components/schemas/MlflowError"}
 

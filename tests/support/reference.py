@@ -12,6 +12,9 @@ from ml_app.core.loading import load_estimator
 from ml_app.core.store import LoadPolicy, ModelStore
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+# One row of each of two iris classes the demo model tells apart with certainty.
+IRIS_SETOSA = [5.1, 3.5, 1.4, 0.2]
+IRIS_VIRGINICA = [6.7, 3.0, 5.2, 2.3]
 
 
 def estimator(store_root: Path, name: str, version: str = "1") -> Any:

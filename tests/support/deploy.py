@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.server import PROJECT_ROOT
+from tests.support.server import PROJECT_ROOT
 
 K8S_DIR = PROJECT_ROOT / "deploy" / "k8s"
 
