@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from ml_app import create_app
 from model.train import train_demo_models
-from tests.support.server import SETTING_PREFIXES
+from tests.support.server import SETTING_PREFIXES, GunicornServer, ready_gunicorn
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,3 +50,12 @@ def app(demo_store: Path) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """Flask's test client for the app."""
     return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def demo_server(
+    demo_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornServer]:
+    """Real Gunicorn (3 workers) on the demo store, ready; one per test module that asks."""
+    with ready_gunicorn(demo_store, tmp_path_factory.mktemp("gunicorn")) as running:
+        yield running

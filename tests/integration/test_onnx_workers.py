@@ -14,14 +14,13 @@ from ml_app.core.model import PARITY_TOLERANCE
 from tests.support import reference
 from tests.support.http import predict_rows
 from tests.support.reference import IRIS_SETOSA
-from tests.support.server import GunicornServer
+from tests.support.server import GunicornServer, ready_gunicorn
 
 
 @pytest.fixture(scope="module")
 def onnx_server(demo_store: Path, tmp_path_factory: pytest.TempPathFactory):
-    log = tmp_path_factory.mktemp("gunicorn-onnx") / "server.log"
-    with GunicornServer(
-        demo_store, log, workers=3, wait_for="/health/ready", ML_APP_BACKEND="onnx"
+    with ready_gunicorn(
+        demo_store, tmp_path_factory.mktemp("onnx"), ML_APP_BACKEND="onnx"
     ) as running:
         yield running
 

@@ -7,7 +7,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,14 @@ class GunicornServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def ready_gunicorn(
+    store: Path, folder: Path, workers: int = 3, **env: str
+) -> Iterator[GunicornServer]:
+    """Gunicorn on `store`, logging into `folder`, once every model is ready and every worker up."""
+    log = folder / "server.log"
+    with GunicornServer(store, log, workers=workers, wait_for="/health/ready", **env) as running:
+        running.wait_for_workers()
+        yield running
