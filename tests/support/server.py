@@ -82,14 +82,14 @@ class GunicornServer:
         # Set before Python starts, as every start command must; one directory per server.
         self.metrics_dir = log_path.with_name(log_path.stem + "-metrics")
         self.workers = workers
-        self.env = clean_environment(
-            HOST="127.0.0.1",
-            PORT=str(self.port),
-            WEB_CONCURRENCY=str(workers),
-            ML_APP_STORE=str(store),
-            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
-            **env,
-        )
+        defaults = {
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "ML_APP_STORE": str(store),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+        }
+        self.env = clean_environment(**{**defaults, **env})
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> GunicornServer:
