@@ -1,7 +1,8 @@
-"""Shared fixtures: a demo model store trained into a temporary folder, and an app on it."""
+"""Shared fixtures: no settings from the shell, a demo model store, and an app on it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,17 @@ from flask.testing import FlaskClient
 
 from ml_app import create_app
 from model.train import train_demo_models
+from tests.support.server import SETTING_PREFIXES, GunicornServer, ready_gunicorn
 
-IRIS_SETOSA = [5.1, 3.5, 1.4, 0.2]
-IRIS_VIRGINICA = [6.7, 3.0, 5.2, 2.3]
+
+@pytest.fixture(scope="session", autouse=True)
+def no_settings_from_the_shell() -> Iterator[None]:
+    """Drop ML_APP_* and GUNICORN_* a developer's shell may carry, so they change no result."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(SETTING_PREFIXES):
+                patch.delenv(name)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +50,12 @@ def app(demo_store: Path) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """Flask's test client for the app."""
     return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def demo_server(
+    demo_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornServer]:
+    """Real Gunicorn (3 workers) on the demo store, ready; one per test module that asks."""
+    with ready_gunicorn(demo_store, tmp_path_factory.mktemp("gunicorn")) as running:
+        yield running

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -75,12 +75,20 @@ def _render_http_error(exc: HTTPException) -> Response:
     elif status == 405:
         message = f"{request.method} is not allowed here; use {', '.join(exc.valid_methods or [])}."
     elif status == 413:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        message = f"Request body is larger than the {limit}-byte limit (ML_APP_MAX_BODY_BYTES)."
+        message = _body_limit_message()
     response = error_response(status, HTTP_CODES.get(status, "http_error"), message)
     if getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
+
+
+def _body_limit_message() -> str:
+    # The admin blueprint raises the limit for artifact uploads: name the one in force.
+    limit = request.max_content_length
+    setting = (
+        "ML_APP_ADMIN_MAX_UPLOAD_BYTES" if request.blueprint == "admin" else "ML_APP_MAX_BODY_BYTES"
+    )
+    return f"Request body is larger than the {limit}-byte limit ({setting})."
 
 
 def _render_unexpected(exc: Exception) -> Response:

@@ -13,7 +13,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tests.integration.server import free_port
+from tests.support.server import free_port
 
 PACKAGES = ("chromium", "chromium-driver")
 # As root on this kind of machine Chromium needs --no-sandbox; the background-networking flags

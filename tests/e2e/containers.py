@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.server import PROJECT_ROOT, free_port, wait_for_http
+from tests.support.server import PROJECT_ROOT, free_port, wait_for_http
 
 ENGINE_HINT = (
     "DOCKER_HOST is not set, so there is no container engine to build and run the image. "

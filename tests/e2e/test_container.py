@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -13,7 +12,6 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.e2e.containers import (
     Container,
     docker,
@@ -23,7 +21,9 @@ from tests.e2e.containers import (
     remove_images_since,
     require_engine,
 )
-from tests.integration.server import free_port
+from tests.support.polling import wait_until
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.server import free_port
 
 # Every process in the container: name and real uid, read from /proc (the image has no ps).
 LIST_PROCESSES = (
@@ -164,10 +164,11 @@ def test_healthcheck_runs_python_against_readiness(container):
             check=False,
         )
         assert run.returncode == 0, run.stdout + run.stderr
-    deadline = time.monotonic() + 60
-    while container.state().get("Health", {}).get("Status") != "healthy":
-        assert time.monotonic() < deadline, container.state()
-        time.sleep(1)
+
+    def healthy() -> bool:
+        return container.state().get("Health", {}).get("Status") == "healthy"
+
+    wait_until(healthy, 60, "the HEALTHCHECK to report healthy", interval=1)
 
 
 def test_docker_stop_lets_the_in_flight_request_finish(image, tmp_path):
@@ -210,10 +211,7 @@ def test_docker_stop_lets_the_in_flight_request_finish(image, tmp_path):
 
 
 def _wait_for_log(container: Container, text: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in container.logs():
-        assert time.monotonic() < deadline, f"{text!r} not logged:\n{container.logs()}"
-        time.sleep(0.1)
+    wait_until(lambda: text in container.logs(), timeout, f"{text!r} in the container's log")
 
 
 def _read_all(sock: socket.socket) -> bytes:

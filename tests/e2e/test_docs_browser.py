@@ -4,23 +4,13 @@ from the app's own assets, and a request made from the page reaches the model.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.e2e.browser import offline_chromium
-from tests.integration.server import GunicornServer
-
-
-@pytest.fixture(scope="module")
-def server(demo_store: Path, tmp_path_factory: pytest.TempPathFactory):
-    log = tmp_path_factory.mktemp("docs") / "server.log"
-    with GunicornServer(demo_store, log, workers=2, wait_for="/health/ready") as running:
-        yield running
 
 
 def _requested_urls(driver, origin: str) -> list[str]:
@@ -46,11 +36,11 @@ def _listed_operations(driver) -> set[str]:
     return listed
 
 
-def test_docs_render_every_operation_offline(server, tmp_path):
-    document = requests.get(server.url + "/openapi.json", timeout=10).json()
+def test_docs_render_every_operation_offline(demo_server, tmp_path):
+    document = requests.get(demo_server.url + "/openapi.json", timeout=10).json()
     expected = {f"{m.upper()} {p}" for p, ops in document["paths"].items() for m in ops}
     with offline_chromium(tmp_path / "profile") as driver:
-        driver.get(server.url + "/docs")
+        driver.get(demo_server.url + "/docs")
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= len(expected))
         assert _listed_operations(driver) == expected
@@ -77,9 +67,9 @@ def test_docs_render_every_operation_offline(server, tmp_path):
         tried = tmp_path / "docs-try-out.png"
         assert driver.save_screenshot(str(tried))
         print(f"screenshots: {rendered} {tried}")
-        urls = _requested_urls(driver, server.url)
+        urls = _requested_urls(driver, demo_server.url)
     assert rendered.stat().st_size > 10_000 and tried.stat().st_size > 10_000
-    assert server.url + "/docs/swagger-ui-bundle.js" in urls
-    assert server.url + "/openapi.json" in urls
-    outside = [u for u in urls if not u.startswith((server.url, "data:"))]
+    assert demo_server.url + "/docs/swagger-ui-bundle.js" in urls
+    assert demo_server.url + "/openapi.json" in urls
+    outside = [u for u in urls if not u.startswith((demo_server.url, "data:"))]
     assert outside == [], f"the page asked for resources outside the app: {outside}"

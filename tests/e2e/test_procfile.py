@@ -1,41 +1,42 @@
-"""The Procfile run the way Heroku runs it: a fresh virtualenv with requirements.txt, the build
-hook (bin/post_compile), then `honcho start web` with a PORT."""
+"""The Procfile run the way Heroku runs it: what `git push` sends (the committed tree), a fresh
+virtualenv with requirements.txt, the build hook (bin/post_compile), then `honcho start web`."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import IRIS_SETOSA
-from tests.integration.server import PROJECT_ROOT, free_port, wait_for_http
+from tests.support.polling import wait_until
+from tests.support.reference import IRIS_SETOSA
+from tests.support.server import PROJECT_ROOT, clean_environment, free_port, wait_for_http
 
 # Variables the test run may carry that a dyno would not have.
 NOT_ON_A_DYNO = ("ML_APP_STORE", "PROMETHEUS_MULTIPROC_DIR", "VIRTUAL_ENV", "PYTHONPATH")
 
 
-def _pushed_files() -> list[str]:
-    """The files `git push` would send: tracked plus new, not ignored, still present."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+def _export_pushed_tree(app: Path) -> None:
+    """Write what `git push` sends into `app`: the files of HEAD, nothing uncommitted."""
+    app.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "HEAD"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         check=True,
-    ).stdout.decode()
-    return [name for name in listed.split("\0") if name and (PROJECT_ROOT / name).is_file()]
+    )
+    subprocess.run(["tar", "-x", "-C", str(app)], input=archive.stdout, check=True)
 
 
 def _dyno_env(root: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in NOT_ON_A_DYNO}
+    env = {key: value for key, value in clean_environment().items() if key not in NOT_ON_A_DYNO}
     (root / "tmp").mkdir(exist_ok=True)
     return {
         **env,
@@ -50,9 +51,7 @@ def slug(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An app folder built like the Python buildpack does; returns the build root."""
     root = tmp_path_factory.mktemp("heroku")
     app = root / "app"
-    for name in _pushed_files():
-        (app / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PROJECT_ROOT / name, app / name)
+    _export_pushed_tree(app)
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
     pip = [str(root / "venv" / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "--quiet", "-r", "requirements.txt"], cwd=app, check=True)
@@ -104,6 +103,28 @@ def _stop_group(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def test_the_slug_holds_what_is_committed_and_nothing_else(tmp_path):
+    forgotten = PROJECT_ROOT / f"forgotten-{uuid.uuid4().hex}.py"  # written, never `git add`ed
+    forgotten.write_text("x = 1\n")
+    try:
+        _export_pushed_tree(tmp_path / "app")
+    finally:
+        forgotten.unlink()
+    committed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "-z", "HEAD"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    exported = {
+        str(path.relative_to(tmp_path / "app"))
+        for path in (tmp_path / "app").rglob("*")
+        if path.is_file() or path.is_symlink()
+    }
+    assert exported == {name for name in committed.split("\0") if name}
+    assert not (tmp_path / "app" / forgotten.name).exists()
+
+
 def test_python_version_file_names_the_interpreter_we_run(slug):
     wanted = (PROJECT_ROOT / ".python-version").read_text().strip()
     venv_python = slug / "venv" / "bin" / "python"
@@ -138,10 +159,9 @@ def test_web_process_serves_predictions(web):
 
 def test_web_process_honours_port_and_web_concurrency(web, slug):
     url, log_path = web
-    deadline = time.monotonic() + 30
-    while log_path.read_text().count("Booting worker with pid") < 2:
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.2)
+    wait_until(
+        lambda: log_path.read_text().count("Booting worker with pid") >= 2, 30, "two workers"
+    )
     log = log_path.read_text()
     assert log.count("Booting worker with pid") == 2
     listening = re.search(r"Listening at: (http://\S+) \((\d+)\)", log)

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from ml_app.core.config import PROJECT_ROOT
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.e2e.prometheus_server import PrometheusServer, config_for, wait_until
-from tests.integration.server import GunicornServer
+from tests.support.prometheus_server import PrometheusServer, config_for, wait_until
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.server import GunicornServer
 
 TOKEN = "e2e-scrape-token"
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "ml_app.json"
@@ -27,15 +27,14 @@ TRAFFIC = (
 ROWS_SENT = 40 + 40 + 3 * 5 + 10
 
 
-@pytest.fixture(scope="module")
-def stack(
-    demo_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[GunicornServer, PrometheusServer]]:
-    work = tmp_path_factory.mktemp("prometheus-e2e")
-    log = work / "gunicorn.log"
+@pytest.fixture
+def stack(demo_store: Path, tmp_path: Path) -> Iterator[tuple[GunicornServer, PrometheusServer]]:
+    """A fresh server and a Prometheus that has scraped it: no test sees another's traffic."""
+    log = tmp_path / "gunicorn.log"
     with GunicornServer(demo_store, log, workers=3, ML_APP_METRICS_TOKEN=TOKEN) as app:
         config = config_for(f"127.0.0.1:{app.port}", TOKEN)
-        with PrometheusServer(config, work) as prometheus:
+        with PrometheusServer(config, tmp_path) as prometheus:
+            wait_until(lambda: prometheus.scalar('up{job="ml_app"}'), 30, "the target to be up")
             yield app, prometheus
 
 
@@ -51,7 +50,6 @@ def send(app: GunicornServer, traffic: list[tuple[str, dict]]) -> list[int]:
 def test_prometheus_counts_exactly_the_predictions_sent(stack):
     app, prometheus = stack
     assert requests.get(app.url + "/metrics", timeout=5).status_code == 401  # the token is on
-    wait_until(lambda: prometheus.scalar('up{job="ml_app"}') or None, 30, "the target to be up")
     assert prometheus.scalar("sum(ml_app_predictions_total)") == 0  # series exist from start
 
     assert set(send(app, TRAFFIC)) == {200}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -14,9 +13,8 @@ import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
-from tests import reference
-from tests.integration.server import GunicornServer
-from tests.reference import IRIS_FEATURES
+from tests.support import reference
+from tests.support.reference import IRIS_FEATURES
 
 with warnings.catch_warnings():
     # mlflow warns about its own internal type hints when imported.
@@ -27,16 +25,9 @@ IRIS_ROWS = reference.sample_rows("iris", 30)
 DIABETES_ROWS = reference.sample_rows("diabetes", 30)
 
 
-@pytest.fixture(scope="module")
-def server(demo_store: Path, tmp_path_factory: pytest.TempPathFactory):
-    log = tmp_path_factory.mktemp("clients") / "server.log"
-    with GunicornServer(demo_store, log, workers=2, wait_for="/health/ready") as running:
-        yield running
-
-
 @pytest.fixture
-def triton_client(server):
-    client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+def triton_client(demo_server):
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{demo_server.port}")
     try:
         yield client
     finally:
@@ -125,8 +116,8 @@ async def _kserve_v1(url: str) -> tuple:
         return live, ready, result
 
 
-def test_kserve_v1_client(server, demo_store):
-    live, ready, result = asyncio.run(_kserve_v1(server.url))
+def test_kserve_v1_client(demo_server, demo_store):
+    live, ready, result = asyncio.run(_kserve_v1(demo_server.url))
     assert live is True
     assert ready is True
     assert result == {"predictions": reference.labels(demo_store, "iris", IRIS_ROWS)}
@@ -146,8 +137,8 @@ async def _kserve_v2(url: str, binary: bool):
 
 
 @pytest.mark.parametrize("binary", [True, False])
-def test_kserve_v2_client(server, demo_store, binary):
-    states, response = asyncio.run(_kserve_v2(server.url, binary))
+def test_kserve_v2_client(demo_server, demo_store, binary):
+    states, response = asyncio.run(_kserve_v2(demo_server.url, binary))
     assert states == (True, True, True)
     assert response.id == "k-1"
     expected = reference.estimator(demo_store, "diabetes").predict(DIABETES_ROWS)
@@ -161,8 +152,8 @@ async def _kserve_error(url: str) -> httpx.HTTPStatusError:
         return caught.value
 
 
-def test_kserve_errors_carry_the_server_message(server):
-    error = asyncio.run(_kserve_error(server.url))
+def test_kserve_errors_carry_the_server_message(demo_server):
+    error = asyncio.run(_kserve_error(demo_server.url))
     assert error.response.status_code == 400
     assert "Expected 4 features, got 2." in str(error)
 
@@ -170,8 +161,8 @@ def test_kserve_errors_carry_the_server_message(server):
 # --- MLflow ScoringServerClient ----------------------------------------------------------------
 
 
-def test_mlflow_scoring_client(server, demo_store):
-    client = ScoringServerClient("127.0.0.1", server.port)
+def test_mlflow_scoring_client(demo_server, demo_store):
+    client = ScoringServerClient("127.0.0.1", demo_server.port)
     client.ping()
     assert client.get_version() == "0.1.0"
     frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_FEATURES)[list(reversed(IRIS_FEATURES))]
@@ -179,8 +170,8 @@ def test_mlflow_scoring_client(server, demo_store):
     assert predictions[0].tolist() == reference.labels(demo_store, "iris", IRIS_ROWS)
 
 
-def test_mlflow_scoring_client_error_is_mlflow_shaped(server):
-    client = ScoringServerClient("127.0.0.1", server.port)
+def test_mlflow_scoring_client_error_is_mlflow_shaped(demo_server):
+    client = ScoringServerClient("127.0.0.1", demo_server.port)
     frame = pd.DataFrame(IRIS_ROWS[:, :3], columns=IRIS_FEATURES[:3])
     with pytest.raises(Exception, match="error code 400") as caught:
         client.invoke(frame)

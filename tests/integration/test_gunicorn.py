@@ -3,55 +3,41 @@
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
 
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.integration.server import GunicornServer
+from tests.support.http import predict_rows
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.server import GunicornServer
 
 
-@pytest.fixture(scope="module")
-def server(demo_store: Path, tmp_path_factory: pytest.TempPathFactory):
-    log = tmp_path_factory.mktemp("gunicorn") / "server.log"
-    with GunicornServer(demo_store, log, workers=3, wait_for="/health/ready") as running:
-        yield running
-
-
-def test_ready_with_every_demo_model(server):
-    response = requests.get(server.url + "/health/ready", timeout=5)
+def test_ready_with_every_demo_model(demo_server):
+    response = requests.get(demo_server.url + "/health/ready", timeout=5)
     assert response.status_code == 200
     assert response.json()["models"] == {"breast_cancer": "1", "diabetes": "1", "iris": "1"}
 
 
-def test_concurrent_predictions_are_answered_by_several_workers(server):
+def test_concurrent_predictions_are_answered_by_several_workers(demo_server):
     cases = [(IRIS_SETOSA, "setosa"), (IRIS_VIRGINICA, "virginica")] * 150
+    answers = predict_rows(demo_server.url, [row for row, _ in cases])
+    assert [(a.status, a.body["prediction"]) for a in answers] == [(200, want) for _, want in cases]
 
-    def ask(case):
-        row, _ = case
-        with requests.Session() as session:
-            response = session.post(server.url + "/predict", json={"features": row}, timeout=10)
-        return response.status_code, response.json()["prediction"], response.headers["X-Request-ID"]
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        answers = list(pool.map(ask, cases))
-    assert [(status, label) for status, label, _ in answers] == [(200, want) for _, want in cases]
-
-    request_ids = {rid for _, _, rid in answers}
-    served = [e for e in server.log_entries() if e.get("request_id") in request_ids]
+    request_ids = {a.request_id for a in answers}
+    served = [e for e in demo_server.log_entries() if e.get("request_id") in request_ids]
     assert len(served) == len(cases)  # one log line per request
     workers = Counter(entry["pid"] for entry in served)
     assert len(workers) >= 2, workers  # the load really was spread over processes
 
 
-def test_batch_and_named_models_over_http(server):
+def test_batch_and_named_models_over_http(demo_server):
     rows = [IRIS_SETOSA, IRIS_VIRGINICA] * 50
-    body = requests.post(server.url + "/predict/batch", json={"instances": rows}, timeout=10).json()
+    body = requests.post(
+        demo_server.url + "/predict/batch", json={"instances": rows}, timeout=10
+    ).json()
     assert body["predictions"] == ["setosa", "virginica"] * 50
     diabetes = requests.post(
-        server.url + "/models/diabetes/versions/1/predict",
+        demo_server.url + "/models/diabetes/versions/1/predict",
         json={"features": [0.01] * 10},
         timeout=10,
     ).json()
@@ -59,9 +45,9 @@ def test_batch_and_named_models_over_http(server):
     assert diabetes["version"] == "1"
 
 
-def test_errors_over_http_are_json(server):
+def test_errors_over_http_are_json(demo_server):
     oversized = requests.post(
-        server.url + "/predict",
+        demo_server.url + "/predict",
         data=b'{"features": [' + b"1.0, " * 3_000_000 + b"1.0]}",
         headers={"Content-Type": "application/json"},
         timeout=30,
@@ -70,7 +56,7 @@ def test_errors_over_http_are_json(server):
     assert oversized.json()["code"] == "payload_too_large"
 
     malformed = requests.post(
-        server.url + "/predict",
+        demo_server.url + "/predict",
         data=b"{not json",
         headers={"Content-Type": "application/json", "X-Request-ID": "req-42"},
         timeout=5,
@@ -79,8 +65,10 @@ def test_errors_over_http_are_json(server):
     assert malformed.json()["request_id"] == "req-42"
     assert malformed.headers["X-Request-ID"] == "req-42"
 
-    assert requests.get(server.url + "/nope", timeout=5).json()["code"] == "not_found"
-    still_up = requests.post(server.url + "/predict", json={"features": IRIS_SETOSA}, timeout=5)
+    assert requests.get(demo_server.url + "/nope", timeout=5).json()["code"] == "not_found"
+    still_up = requests.post(
+        demo_server.url + "/predict", json={"features": IRIS_SETOSA}, timeout=5
+    )
     assert still_up.json()["prediction"] == "setosa"
 
 

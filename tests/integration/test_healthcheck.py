@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.server import PROJECT_ROOT, GunicornServer, free_port
+from tests.support.server import (
+    PROJECT_ROOT,
+    GunicornServer,
+    clean_environment,
+    free_port,
+    ready_gunicorn,
+)
 
 HEALTHCHECK = PROJECT_ROOT / "deploy" / "healthcheck.py"
 
@@ -15,7 +20,7 @@ HEALTHCHECK = PROJECT_ROOT / "deploy" / "healthcheck.py"
 def run_healthcheck(port: int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(HEALTHCHECK)],
-        env={**os.environ, "PORT": str(port)},
+        env=clean_environment(PORT=str(port)),
         capture_output=True,
         text=True,
         timeout=30,
@@ -24,9 +29,7 @@ def run_healthcheck(port: int) -> subprocess.CompletedProcess:
 
 
 def test_healthy_when_every_model_is_loaded(demo_store: Path, tmp_path: Path):
-    with GunicornServer(
-        demo_store, tmp_path / "server.log", workers=2, wait_for="/health/ready"
-    ) as server:
+    with ready_gunicorn(demo_store, tmp_path, workers=2) as server:
         result = run_healthcheck(server.port)
     assert result.returncode == 0, result.stderr
 

@@ -6,15 +6,12 @@ posting predictions. Workers are told apart by the pid on their JSON log lines.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -22,101 +19,27 @@ from pathlib import Path
 import pytest
 import requests
 import skops.io
-from sklearn import datasets
-from sklearn.ensemble import RandomForestClassifier
 
 from ml_app.core.conversion import write_converted_version
 from ml_app.core.store import ModelStore
-from tests.conftest import IRIS_SETOSA
-from tests.integration.server import PROJECT_ROOT, GunicornServer
+from tests.support.cli import models_command
+from tests.support.load import Load
+from tests.support.polling import wait_until
+from tests.support.reference import IRIS_SETOSA
+from tests.support.server import GunicornServer
+from tests.support.training import save_iris_forest
 
 WORKERS = 3
 INTERVAL = 0.5  # ML_APP_RELOAD_INTERVAL for these servers
 # The promise (README): a change is in force in every worker within one reload interval plus
-# the new version's load time. Scheduling on a shared 2-core machine running this very load
-# adds delay that says nothing about the design; this absorbs it.
-SCHEDULING_SLACK = 3.0
-LOAD_THREADS = 4
-MAX_REQUESTS = 20_000  # per phase, so a stuck server cannot keep the loop going
+# the time that worker took to load the version being shipped. On top of those two, a worker
+# reads the store's fingerprint and control files, builds the snapshot and writes its log line
+# (a few ms each), and a 2-core machine running this load and 3 workers can keep a woken
+# thread waiting for a CPU for a few hundred ms; log times are in milliseconds.
+SCHEDULING_SLACK = 1.0
 MAX_SECONDS = 60.0
 # How long to wait for every worker to report a change before giving up (far past the promise).
 SWITCH_WAIT = 20.0
-PACE = 0.005  # seconds between one thread's requests: steady load that leaves CPU for the rest
-
-
-@dataclass
-class Answer:
-    """One request of the load: what came back, or the exception instead."""
-
-    request_id: str
-    sent_at: float
-    status: int | None = None
-    version: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class Load:
-    """Threads posting predictions until stopped, or until the count or time bound is hit."""
-
-    url: str
-    answers: list[Answer] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Load:
-        started = time.monotonic()
-        for _ in range(LOAD_THREADS):
-            thread = threading.Thread(target=self._run, args=(started,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def wait_for_more(self, count: int) -> None:
-        """Let `count` more requests complete."""
-        target = len(self.answers) + count
-        deadline = time.monotonic() + MAX_SECONDS
-        while len(self.answers) < target and time.monotonic() < deadline:
-            assert any(t.is_alive() for t in self._threads), "the load hit its bounds"
-            time.sleep(0.02)
-        assert len(self.answers) >= target, "the load stalled"
-
-    def _run(self, started: float) -> None:
-        with requests.Session() as session:
-            while not self._stop.is_set() and len(self.answers) < MAX_REQUESTS:
-                if time.monotonic() - started > MAX_SECONDS:
-                    return
-                self.answers.append(self._ask(session))
-                time.sleep(PACE)
-
-    def _ask(self, session: requests.Session) -> Answer:
-        answer = Answer(request_id=uuid.uuid4().hex, sent_at=time.time())
-        try:
-            response = session.post(
-                self.url + "/predict",
-                json={"features": IRIS_SETOSA},
-                headers={"X-Request-ID": answer.request_id},
-                timeout=10,
-            )
-            answer.status = response.status_code
-            answer.version = response.json().get("version")
-        except (requests.RequestException, ValueError) as exc:
-            answer.error = repr(exc)
-        return answer
-
-
-def _cli(store: Path, *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "ml_app", "models", "--store", str(store), *args],
-        cwd=PROJECT_ROOT,
-        check=True,
-        capture_output=True,
-    )
 
 
 def _timestamp(entry: dict) -> float:
@@ -134,35 +57,59 @@ def _all_watching(server: GunicornServer) -> bool:
 
 def _wait_for_every_worker(server: GunicornServer, matches: Callable[[dict], bool]) -> dict:
     """{pid: first log line since the change that matches} once every worker has one."""
-    deadline = time.monotonic() + SWITCH_WAIT
-    while True:
+
+    def everyone() -> dict[int, dict] | None:
         seen: dict[int, dict] = {}
         for entry in server.log_entries():
             if matches(entry):
                 seen.setdefault(entry["pid"], entry)
-        if set(seen) >= server.worker_pids() or time.monotonic() > deadline:
-            return seen
-        time.sleep(0.1)
+        return seen if set(seen) >= server.worker_pids() else None
+
+    return wait_until(everyone, SWITCH_WAIT, "every worker to log the change", interval=0.1)
+
+
+def _load_seconds(entries: list[dict], pid: int, version: str, since: float) -> float:
+    """How long worker `pid` took to load iris `version` after `since` (0 if it reused it)."""
+    loads = [
+        e["load_seconds"]
+        for e in entries
+        if e["pid"] == pid
+        and e.get("model") == "iris"
+        and e.get("version") == version
+        and "load_seconds" in e
+        and _timestamp(e) >= since
+    ]
+    return max(loads, default=0.0)
+
+
+@dataclass
+class Change:
+    """A change made under load: the load, when it started and landed, each worker's line."""
+
+    load: Load
+    started: float
+    landed: float
+    switched: dict[int, dict]
 
 
 def _check_phase(
-    server: GunicornServer,
-    load: Load,
-    changed_at: float,
-    switched: dict,
-    live: set[str],
-    serving: str,
+    server: GunicornServer, change: Change, live: set[str], serving: str, shipped: str
 ) -> None:
-    """Zero errors, only live versions, one clean switch per worker within the promise."""
+    """Zero errors, only live versions, one clean switch per worker within the promise.
+
+    `shipped` is the version the change made the store route to (loaded, or refused, by each
+    worker); `serving` the one that answers afterwards.
+    """
+    load, switched = change.load, change.switched
     failures = [a for a in load.answers if a.status != 200 or a.error]
     assert failures == [], failures[:5]
     assert set(switched) == server.worker_pids(), f"workers that never switched: {switched}"
     assert {a.version for a in load.answers} <= live
     entries = server.log_entries()
-    load_seconds = max((e.get("load_seconds", 0.0) for e in entries), default=0.0)
     for pid, entry in switched.items():
-        delay = _timestamp(entry) - changed_at
-        assert delay <= INTERVAL + load_seconds + SCHEDULING_SLACK, (pid, delay)
+        delay = _timestamp(entry) - change.landed
+        load_seconds = _load_seconds(entries, pid, shipped, change.started)
+        assert delay <= INTERVAL + load_seconds + SCHEDULING_SLACK, (pid, delay, load_seconds)
     # per worker, in the order it served: old version(s), then `serving`, never back again
     by_id = {a.request_id: a for a in load.answers}
     sequences: dict[int, list[str]] = defaultdict(list)
@@ -190,10 +137,7 @@ def _serving(store: Path, log: Path, **env: str) -> Iterator[GunicornServer]:
         ML_APP_RELOAD_INTERVAL=str(INTERVAL),
         **env,
     ) as running:
-        deadline = time.monotonic() + MAX_SECONDS
-        while not _all_watching(running) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _all_watching(running), (_watching_pids(running), running.worker_pids())
+        wait_until(lambda: _all_watching(running), MAX_SECONDS, "every worker to watch the store")
         yield running
 
 
@@ -206,10 +150,7 @@ def server(store: Path, tmp_path: Path) -> Iterator[GunicornServer]:
 @pytest.fixture
 def forest(tmp_path: Path) -> Path:
     """A new iris model, as a data scientist would hand it over."""
-    x, y = datasets.load_iris(return_X_y=True)
-    path = tmp_path / "forest.skops"
-    skops.io.dump(RandomForestClassifier(n_estimators=20, random_state=1).fit(x, y), path)
-    return path
+    return save_iris_forest(tmp_path / "forest.skops", trees=20, seed=1)
 
 
 def _routing_to(version: str) -> Callable[[dict], bool]:
@@ -220,26 +161,26 @@ def _routing_to(version: str) -> Callable[[dict], bool]:
 
 def _under_load(
     server: GunicornServer, store: Path, change: Callable[[], object], seen: Callable[[dict], bool]
-) -> tuple[Load, float, dict]:
+) -> Change:
     """Make a change while requests flow; wait until every worker logs a line `seen` accepts.
 
-    Returns the load, when the change landed (aliases.json's mtime) and each worker's line.
+    The change lands when aliases.json is written (its mtime).
     """
     with Load(server.url) as load:
         load.wait_for_more(30)
         since = time.time()
         change()
-        changed_at = (store / "iris" / "aliases.json").stat().st_mtime
+        landed = (store / "iris" / "aliases.json").stat().st_mtime
         switched = _wait_for_every_worker(server, lambda e: _timestamp(e) >= since and seen(e))
         load.wait_for_more(40)
-    return load, changed_at, switched
+    return Change(load, since, landed, switched)
 
 
 def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
     # 1. ship version 2 and make it production while requests flow
-    ship = partial(_cli, store, "register", "iris", str(forest), "--alias", "production")
-    load, changed_at, switched = _under_load(server, store, ship, _routing_to("2"))
-    _check_phase(server, load, changed_at, switched, live={"1", "2"}, serving="2")
+    ship = partial(models_command, store, "register", "iris", str(forest), "--alias", "production")
+    change = _under_load(server, store, ship, _routing_to("2"))
+    _check_phase(server, change, live={"1", "2"}, serving="2", shipped="2")
 
     # 2. a release that fails verification (trained with another scikit-learn) goes in:
     #    the old version keeps serving, with zero errors, and every worker reports why
@@ -249,13 +190,11 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
 
     def ship_broken() -> None:
         write_converted_version(ModelStore(store), "iris", "3", estimator, metadata)
-        _cli(store, "alias", "set", "iris", "production", "3")
+        models_command(store, "alias", "set", "iris", "production", "3")
 
     refused = "alias production -> 3 is not in force"
-    load, changed_at, switched = _under_load(
-        server, store, ship_broken, lambda e: refused in e.get("problem", "")
-    )
-    _check_phase(server, load, changed_at, switched, live={"2"}, serving="2")
+    change = _under_load(server, store, ship_broken, lambda e: refused in e.get("problem", ""))
+    _check_phase(server, change, live={"2"}, serving="2", shipped="3")
     failed = {e["pid"] for e in server.log_entries() if e.get("error") and e.get("version") == "3"}
     assert failed == server.worker_pids()
     for _ in range(WORKERS * 2):  # whichever worker answers reports it
@@ -266,9 +205,9 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
         assert "still serving version 2" in detail["problems"][0]
 
     # 3. roll back to version 1
-    roll_back = partial(_cli, store, "alias", "set", "iris", "production", "1")
-    load, changed_at, switched = _under_load(server, store, roll_back, _routing_to("1"))
-    _check_phase(server, load, changed_at, switched, live={"1", "2"}, serving="1")
+    roll_back = partial(models_command, store, "alias", "set", "iris", "production", "1")
+    change = _under_load(server, store, roll_back, _routing_to("1"))
+    _check_phase(server, change, live={"1", "2"}, serving="1", shipped="1")
 
 
 def _ask_as_callers(url: str, keys: list[str], rounds: int) -> tuple[dict, dict]:
@@ -294,8 +233,8 @@ def _ask_as_callers(url: str, keys: list[str], rounds: int) -> tuple[dict, dict]
 
 def test_split_is_sticky_across_workers_and_shadow_is_invisible(store, tmp_path, forest):
     """Admin endpoints over real HTTP set a 50/50 split and a shadow; every worker agrees."""
-    _cli(store, "register", "iris", str(forest))  # version 2
-    _cli(store, "alias", "set", "iris", "production", "1")
+    models_command(store, "register", "iris", str(forest))  # version 2
+    models_command(store, "alias", "set", "iris", "production", "1")
     token = {"Authorization": "Bearer integration-admin-token"}
     with _serving(
         store, tmp_path / "split.log", ML_APP_ADMIN_TOKEN="integration-admin-token"

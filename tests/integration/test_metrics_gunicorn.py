@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.integration.server import GunicornServer
-from tests.prometheus_text import Exposition, promtool
+from tests.support.http import predict_rows
+from tests.support.prometheus import Exposition, promtool, scrape, scrape_text
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.server import GunicornServer
 
 PREDICTIONS = 300
 SCRAPES = 5
@@ -24,41 +22,13 @@ SCRAPES = 5
 @pytest.fixture
 def server(demo_store: Path, tmp_path: Path) -> Iterator[GunicornServer]:
     with GunicornServer(demo_store, tmp_path / "server.log", workers=3) as running:
-        wait_for_workers(running, 3)
+        running.wait_for_workers()
         yield running
-
-
-def wait_for_workers(server: GunicornServer, count: int, gone: set[int] = frozenset()) -> set[int]:
-    """Wait (bounded) until the master has `count` workers, none of them in `gone`."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pids = server.worker_pids()
-        if len(pids) == count and not pids & gone:
-            return pids
-        time.sleep(0.1)
-    raise AssertionError(f"expected {count} workers without {gone}, have {server.worker_pids()}")
-
-
-def scrape_text(server: GunicornServer) -> str:
-    response = requests.get(server.url + "/metrics", timeout=10)
-    assert response.status_code == 200
-    return response.text
-
-
-def scrape(server: GunicornServer) -> Exposition:
-    return Exposition.parse(scrape_text(server))
 
 
 def predict_all(server: GunicornServer, rows: list[list[float]]) -> list[tuple[int, str, str]]:
     """POST each row to /predict, 12 at a time: (status, prediction, request id) per row."""
-
-    def ask(row: list[float]) -> tuple[int, str, str]:
-        with requests.Session() as session:
-            response = session.post(server.url + "/predict", json={"features": row}, timeout=10)
-        return response.status_code, response.json()["prediction"], response.headers["X-Request-ID"]
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        return list(pool.map(ask, rows))
+    return [(a.status, a.body["prediction"], a.request_id) for a in predict_rows(server.url, rows)]
 
 
 def assert_totals(metrics: Exposition, requests_sent: int, by_class: dict[str, int]) -> None:
@@ -80,7 +50,7 @@ def assert_totals(metrics: Exposition, requests_sent: int, by_class: dict[str, i
 
 
 def test_counts_are_exact_across_workers_and_a_killed_worker(server: GunicornServer):
-    fresh = scrape(server)
+    fresh = scrape(server.url)
     assert_totals(fresh, 0, {"setosa": 0, "versicolor": 0, "virginica": 0})
 
     rows = [IRIS_SETOSA, IRIS_VIRGINICA] * (PREDICTIONS // 2)
@@ -96,22 +66,22 @@ def test_counts_are_exact_across_workers_and_a_killed_worker(server: GunicornSer
     assert sum(served.values()) == PREDICTIONS
     assert set(served) == server.worker_pids()  # every worker took a share
     for _ in range(SCRAPES):
-        assert_totals(scrape(server), PREDICTIONS, expected)
+        assert_totals(scrape(server.url), PREDICTIONS, expected)
 
     victim, victim_share = served.most_common(1)[0]
     assert victim_share > 0
     os.kill(victim, signal.SIGKILL)
-    wait_for_workers(server, 3, gone={victim})
+    server.wait_for_workers(gone={victim})
     # child_exit dropped the dead worker's gauges; its counters stay in the merge.
     assert not list(server.metrics_dir.glob(f"gauge_*_{victim}.db"))
     assert (server.metrics_dir / f"counter_{victim}.db").exists()
     for _ in range(SCRAPES):  # the dead worker's counts are still in the merge: nothing drops
-        assert_totals(scrape(server), PREDICTIONS, expected)
+        assert_totals(scrape(server.url), PREDICTIONS, expected)
 
     more = predict_all(server, [IRIS_SETOSA] * 30)
     assert {status for status, _, _ in more} == {200}
     expected["setosa"] += 30
-    final = scrape_text(server)
+    final = scrape_text(server.url)
     assert_totals(Exposition.parse(final), PREDICTIONS + 30, expected)
 
     checked = promtool("check", "metrics", stdin=final)
@@ -123,11 +93,11 @@ def test_a_restart_counts_from_zero_not_from_the_last_run(demo_store: Path, tmp_
     env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     with GunicornServer(demo_store, tmp_path / "first.log", workers=2, **env) as first:
         assert {status for status, _, _ in predict_all(first, [IRIS_SETOSA] * 5)} == {200}
-        assert scrape(first).total("ml_app_predictions_total") == 5
+        assert scrape(first.url).total("ml_app_predictions_total") == 5
     assert list(metrics_dir.glob("counter_*.db"))  # the first run left its samples behind
 
     with GunicornServer(demo_store, tmp_path / "second.log", workers=2, **env) as second:
-        metrics = scrape(second)
+        metrics = scrape(second.url)
         assert metrics.total("ml_app_predictions_total") == 0
         assert metrics.total("ml_app_http_requests_total", route="/predict") == 0
         # The preloading master's samples were wiped at start; the workers publish their own.

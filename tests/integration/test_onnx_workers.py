@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +10,17 @@ import pytest
 import requests
 from sklearn import datasets
 
-from ml_app.core.loading import load_estimator
 from ml_app.core.model import PARITY_TOLERANCE
-from ml_app.core.store import LoadPolicy, ModelStore
-from tests.integration.server import GunicornServer
+from tests.support import reference
+from tests.support.http import predict_rows
+from tests.support.reference import IRIS_SETOSA
+from tests.support.server import GunicornServer, ready_gunicorn
 
 
 @pytest.fixture(scope="module")
 def onnx_server(demo_store: Path, tmp_path_factory: pytest.TempPathFactory):
-    log = tmp_path_factory.mktemp("gunicorn-onnx") / "server.log"
-    with GunicornServer(
-        demo_store, log, workers=3, wait_for="/health/ready", ML_APP_BACKEND="onnx"
+    with ready_gunicorn(
+        demo_store, tmp_path_factory.mktemp("onnx"), ML_APP_BACKEND="onnx"
     ) as running:
         yield running
 
@@ -30,26 +29,21 @@ def test_every_worker_answers_the_forest_like_scikit_learn(onnx_server, demo_sto
     described = requests.get(onnx_server.url + "/models/breast_cancer", timeout=10).json()
     assert described["versions"][0]["metadata"]["backend"]["name"] == "onnx"
     rows = datasets.load_breast_cancer().data[:60]
-    store = ModelStore(demo_store)
-    metadata = store.read_metadata("breast_cancer", "1")
-    estimator = load_estimator(store, "breast_cancer", "1", metadata, LoadPolicy())
-    expected = estimator.predict_proba(rows)
+    fitted = reference.estimator(demo_store, "breast_cancer")
+    expected_probabilities = fitted.predict_proba(rows)
+    expected_labels = reference.labels(demo_store, "breast_cancer", rows)
+    assert set(expected_labels) == {"malignant", "benign"}  # both classes are compared
 
-    def ask(index: int) -> tuple[int, dict, str]:
-        with requests.Session() as session:
-            response = session.post(
-                onnx_server.url + "/models/breast_cancer/predict",
-                json={"features": rows[index % len(rows)].tolist()},
-                timeout=10,
-            )
-        return index, response.json(), response.headers["X-Request-ID"]
-
-    with ThreadPoolExecutor(max_workers=9) as pool:
-        answers = list(pool.map(ask, range(240)))
-    for index, body, _ in answers:
-        got = [body["probabilities"][label] for label in ("malignant", "benign")]
-        assert np.abs(np.array(got) - expected[index % len(rows)]).max() <= PARITY_TOLERANCE
-    ids = {request_id for _, _, request_id in answers}
+    asked = [rows[i % len(rows)].tolist() for i in range(240)]
+    answers = predict_rows(onnx_server.url, asked, "/models/breast_cancer/predict", threads=9)
+    for index, answer in enumerate(answers):
+        assert answer.status == 200, answer.body
+        assert answer.body["prediction"] == expected_labels[index % len(rows)], index
+        assert (answer.body["model"], answer.body["version"]) == ("breast_cancer", "1")
+        got = [answer.body["probabilities"][label] for label in ("malignant", "benign")]
+        want = expected_probabilities[index % len(rows)]
+        assert np.abs(np.array(got) - want).max() <= PARITY_TOLERANCE
+    ids = {answer.request_id for answer in answers}
     pids = Counter(e["pid"] for e in onnx_server.log_entries() if e.get("request_id") in ids)
     assert len(pids) >= 2, pids  # several forked workers, each with its own session
 
@@ -62,7 +56,9 @@ def test_workers_stop_on_their_own(demo_store, tmp_path):
         demo_store, log, workers=2, wait_for="/health/ready", GUNICORN_GRACEFUL_TIMEOUT="120"
     )
     with server:
-        requests.post(server.url + "/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}, timeout=10)
+        answer = requests.post(server.url + "/predict", json={"features": IRIS_SETOSA}, timeout=10)
+        assert answer.status_code == 200
+        assert (answer.json()["prediction"], answer.json()["version"]) == ("setosa", "1")
     assert server.process.returncode == 0
     assert log.read_text().count("Worker exiting") == 2
     assert "Shutting down: Master" in log.read_text()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 
 from ml_app.core.config import PROJECT_ROOT
-from tests.conftest import IRIS_SETOSA
-from tests.prometheus_text import promtool
+from tests.support.prometheus import promtool
+from tests.support.reference import IRIS_SETOSA
 
 PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-import skops.io
-from sklearn import datasets
-from sklearn.ensemble import RandomForestClassifier
 
 from ml_app import create_app
 from ml_app.core.store import ModelStore
+from tests.support.training import save_iris_forest
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -60,15 +58,18 @@ def test_alias_split_and_shadow_over_http(admin, store):
     assert put.status_code == 200
     assert put.get_json()["aliases"] == {"production": "1"}
     split = admin.put("/admin/models/iris/split", json={"weights": {"1": 3, "2": 1}}, headers=AUTH)
-    assert split.get_json()["split"] == {"1": 3.0, "2": 1.0}
+    assert (split.status_code, split.get_json()["split"]) == (200, {"1": 3.0, "2": 1.0})
     shadow = admin.put("/admin/models/iris/shadow", json={"versions": ["2"]}, headers=AUTH)
-    assert shadow.get_json()["shadow"] == ["2"]
-    shown = admin.get("/admin/models/iris", headers=AUTH).get_json()
-    assert (shown["aliases"], shown["shadow"]) == ({"production": "1"}, ["2"])
-    assert admin.delete("/admin/models/iris/split", headers=AUTH).get_json()["split"] is None
-    assert admin.delete("/admin/models/iris/shadow", headers=AUTH).get_json()["shadow"] == []
+    assert (shadow.status_code, shadow.get_json()["shadow"]) == (200, ["2"])
+    shown = admin.get("/admin/models/iris", headers=AUTH)
+    assert shown.status_code == 200
+    assert (shown.get_json()["aliases"], shown.get_json()["shadow"]) == ({"production": "1"}, ["2"])
+    no_split = admin.delete("/admin/models/iris/split", headers=AUTH)
+    assert (no_split.status_code, no_split.get_json()["split"]) == (200, None)
+    no_shadow = admin.delete("/admin/models/iris/shadow", headers=AUTH)
+    assert (no_shadow.status_code, no_shadow.get_json()["shadow"]) == (200, [])
     gone = admin.delete("/admin/models/iris/aliases/production", headers=AUTH)
-    assert gone.get_json()["aliases"] == {}
+    assert (gone.status_code, gone.get_json()["aliases"]) == (200, {})
 
 
 @pytest.mark.parametrize(
@@ -90,9 +91,7 @@ def test_bad_admin_requests_get_the_json_error_shape(admin, method, path, body, 
 
 
 def test_register_an_uploaded_artifact(admin, store, tmp_path):
-    x, y = datasets.load_iris(return_X_y=True)
-    path = tmp_path / "forest.skops"
-    skops.io.dump(RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y), path)
+    path = save_iris_forest(tmp_path / "forest.skops", trees=3)
     response = admin.post(
         "/admin/models/iris/versions",
         data={"artifact": (io.BytesIO(path.read_bytes()), "forest.skops"), "alias": "staging"},
@@ -111,11 +110,36 @@ def test_register_an_uploaded_artifact(admin, store, tmp_path):
     )
     assert (pickled.status_code, pickled.get_json()["code"]) == (422, "invalid_input")
     missing = admin.post("/admin/models/iris/versions", data={}, headers=AUTH)
-    assert missing.status_code == 400
+    assert (missing.status_code, missing.get_json()["code"]) == (400, "bad_request")
     broken = admin.post(
         "/admin/models/iris/versions",
         data={"artifact": (io.BytesIO(b"not a zip"), "x.skops")},
         headers=AUTH,
     )
     assert (broken.status_code, broken.get_json()["code"]) == (422, "invalid_input")
+    assert ModelStore(store).versions("iris") == ["1", "2"]
+
+
+def _upload(client, artifact: bytes):
+    return client.post(
+        "/admin/models/iris/versions",
+        data={"artifact": (io.BytesIO(artifact), "forest.skops")},
+        headers=AUTH,
+    )
+
+
+def test_uploads_have_their_own_size_limit(store, tmp_path):
+    """ML_APP_ADMIN_MAX_UPLOAD_BYTES, not the prediction body limit, bounds an artifact."""
+    artifact = save_iris_forest(tmp_path / "forest.skops", trees=3).read_bytes()
+    limits = {"store": store, "reload_interval": 0, "admin_token": TOKEN, "max_body_bytes": 100}
+    roomy = create_app({**limits, "admin_max_upload_bytes": len(artifact) + 1024})
+    accepted = _upload(roomy.test_client(), artifact)
+    assert (accepted.status_code, accepted.get_json()["version"]) == (201, "2")
+
+    tight = create_app({**limits, "admin_max_upload_bytes": len(artifact) // 2})
+    refused = _upload(tight.test_client(), artifact)
+    body = refused.get_json()
+    assert (refused.status_code, body["code"]) == (413, "payload_too_large")
+    assert f"{len(artifact) // 2}-byte limit (ML_APP_ADMIN_MAX_UPLOAD_BYTES)" in body["error"]
+    assert (body["status"], body["request_id"]) == (413, refused.headers["X-Request-ID"])
     assert ModelStore(store).versions("iris") == ["1", "2"]

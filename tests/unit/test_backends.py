@@ -24,7 +24,7 @@ from ml_app.core.loading import load_model
 from ml_app.core.model import PARITY_TOLERANCE
 from ml_app.core.store import LoadPolicy, ModelStore, sha256_of
 from model.train import DEMO_MODELS, train_model
-from tests.conftest import IRIS_SETOSA
+from tests.support.reference import IRIS_SETOSA, parity_misses
 
 _BACKEND_METRIC = "ml_app_model_backend"
 # skops asks for scikit-learn's histogram-tree node type to be trusted explicitly.
@@ -53,14 +53,20 @@ def test_onnx_matches_sklearn_on_the_whole_dataset(demo_store, name):
     rows = _dataset_rows(name)
     fast, reference = onnx_model.predict(rows), sklearn_model.predict(rows)
     if reference.values is not None:
-        expected = np.asarray(reference.values)
-        assert np.abs(np.asarray(fast.values) - expected).max() <= PARITY_TOLERANCE * max(
-            1.0, np.abs(expected).max()
-        )
+        assert len(fast.values) == len(reference.values) == len(rows)
+        assert parity_misses(fast.values, reference.values) == []
         return
     assert fast.labels == reference.labels
     assert fast.probabilities.dtype == np.float64
     assert np.abs(fast.probabilities - reference.probabilities).max() <= PARITY_TOLERANCE
+
+
+def test_parity_holds_each_value_to_its_own_size():
+    want = np.array([0.5, 25.0, 346.0])
+    assert parity_misses(want + np.array([0.9e-5, 24e-5, 340e-5]), want) == []
+    # 3e-4 off a value of 25 would pass a tolerance scaled by the largest value (346)
+    assert [i for i, _, _ in parity_misses(want + np.array([0.0, 3e-4, 0.0]), want)] == [1]
+    assert [i for i, _, _ in parity_misses(want + np.array([2e-5, 0.0, 0.0]), want)] == [0]
 
 
 def test_demo_models_record_their_conversion(demo_store):

@@ -7,14 +7,14 @@ import pickle
 import orjson
 import pytest
 import skops.io
-from click.testing import CliRunner
 from sklearn import datasets
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import Ridge
 
 from ml_app import create_app
 from ml_app.core.store import ModelStore, sha256_of
-from ml_app.ops.cli import main
+from tests.support.cli import models_cli
+from tests.support.training import save_iris_forest
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +23,12 @@ def iris_data():
 
 
 @pytest.fixture
-def forest(tmp_path, iris_data):
-    path = tmp_path / "forest.skops"
-    skops.io.dump(RandomForestClassifier(n_estimators=5, random_state=0).fit(*iris_data), path)
-    return path
-
-
-def _cli(store, *args):
-    return CliRunner().invoke(main, ["models", "--store", str(store), *args])
+def forest(tmp_path):
+    return save_iris_forest(tmp_path / "forest.skops")
 
 
 def test_register_writes_a_verified_version_that_inherits_the_declared_features(store, forest):
-    result = _cli(store, "register", "iris", str(forest), "--alias", "production")
+    result = models_cli(store, "register", "iris", str(forest), "--alias", "production")
     assert result.exit_code == 0, result.output
     assert "registered iris version 2" in result.output
     models = ModelStore(store)
@@ -54,11 +48,13 @@ def test_a_new_model_needs_feature_names(store, tmp_path):
     x, y = datasets.load_diabetes(return_X_y=True)
     path = tmp_path / "ridge.skops"
     skops.io.dump(Ridge().fit(x[:, :2], y), path)
-    refused = _cli(store, "register", "sugar", str(path))
+    refused = models_cli(store, "register", "sugar", str(path))
     assert refused.exit_code == 1
     assert "declares no feature names" in refused.output
     assert not (store / "sugar").exists() or not ModelStore(store).versions("sugar")
-    done = _cli(store, "register", "sugar", str(path), "--features", "age,bmi", "--version", "a")
+    done = models_cli(
+        store, "register", "sugar", str(path), "--features", "age,bmi", "--version", "a"
+    )
     assert done.exit_code == 0, done.output
     assert ModelStore(store).read_metadata("sugar", "a")["task"] == "regression"
 
@@ -74,7 +70,7 @@ def test_a_new_model_needs_feature_names(store, tmp_path):
 def test_artifacts_that_do_not_fit_the_model_are_refused(store, tmp_path, iris_data, fit, message):
     path = tmp_path / "candidate.skops"
     skops.io.dump(fit(*iris_data), path)
-    result = _cli(store, "register", "iris", str(path))
+    result = models_cli(store, "register", "iris", str(path))
     assert result.exit_code == 1
     assert message in result.output
     assert ModelStore(store).versions("iris") == ["1"]
@@ -83,10 +79,10 @@ def test_artifacts_that_do_not_fit_the_model_are_refused(store, tmp_path, iris_d
 def test_pickle_artifacts_only_with_explicit_consent(store, tmp_path, iris_data):
     path = tmp_path / "forest.pkl"
     path.write_bytes(pickle.dumps(RandomForestClassifier(n_estimators=2).fit(*iris_data)))
-    refused = _cli(store, "register", "iris", str(path))
+    refused = models_cli(store, "register", "iris", str(path))
     assert refused.exit_code == 1
     assert "ML_APP_ALLOW_PICKLE" in refused.output
-    allowed = _cli(store, "register", "iris", str(path), "--allow-pickle")
+    allowed = models_cli(store, "register", "iris", str(path), "--allow-pickle")
     assert allowed.exit_code == 0, allowed.output
     # stored as skops whatever it came as: the server never unpickles it
     assert (store / "iris" / "2" / "model.skops").is_file()
@@ -95,7 +91,7 @@ def test_pickle_artifacts_only_with_explicit_consent(store, tmp_path, iris_data)
 def test_metadata_file_overrides_and_registered_version_serves(store, forest, tmp_path):
     extra = tmp_path / "meta.json"
     extra.write_bytes(orjson.dumps({"training": {"dataset": "iris, refit"}}))
-    result = _cli(store, "register", "iris", str(forest), "--metadata", str(extra))
+    result = models_cli(store, "register", "iris", str(forest), "--metadata", str(extra))
     assert result.exit_code == 0, result.output
     client = create_app({"store": store, "reload_interval": 0}).test_client()
     body = client.post("/models/iris/versions/2/predict", json={"features": [5.1, 3.5, 1.4, 0.2]})
@@ -105,12 +101,12 @@ def test_metadata_file_overrides_and_registered_version_serves(store, forest, tm
 
 
 def test_alias_split_and_shadow_commands(store, forest):
-    assert _cli(store, "register", "iris", str(forest)).exit_code == 0
-    assert _cli(store, "alias", "set", "iris", "production", "1").exit_code == 0
-    assert _cli(store, "alias", "set", "iris", "staging", "2").exit_code == 0
-    assert _cli(store, "split", "iris", "production=90", "staging=10").exit_code == 0
-    assert _cli(store, "shadow", "iris", "2").exit_code == 0
-    listed = orjson.loads(_cli(store, "list", "iris").output)
+    assert models_cli(store, "register", "iris", str(forest)).exit_code == 0
+    assert models_cli(store, "alias", "set", "iris", "production", "1").exit_code == 0
+    assert models_cli(store, "alias", "set", "iris", "staging", "2").exit_code == 0
+    assert models_cli(store, "split", "iris", "production=90", "staging=10").exit_code == 0
+    assert models_cli(store, "shadow", "iris", "2").exit_code == 0
+    listed = orjson.loads(models_cli(store, "list", "iris").output)
     assert listed == [
         {
             "name": "iris",
@@ -124,10 +120,10 @@ def test_alias_split_and_shadow_commands(store, forest):
     detail = app.test_client().get("/models/iris").get_json()
     assert (detail["split"], detail["shadow"]) == ({"1": 0.9, "2": 0.1}, ["2"])
 
-    assert _cli(store, "split", "iris", "--clear").exit_code == 0
-    assert _cli(store, "shadow", "iris", "--clear").exit_code == 0
-    assert _cli(store, "alias", "remove", "iris", "staging").exit_code == 0
-    listed = orjson.loads(_cli(store, "list").output)
+    assert models_cli(store, "split", "iris", "--clear").exit_code == 0
+    assert models_cli(store, "shadow", "iris", "--clear").exit_code == 0
+    assert models_cli(store, "alias", "remove", "iris", "staging").exit_code == 0
+    listed = orjson.loads(models_cli(store, "list").output)
     iris = next(m for m in listed if m["name"] == "iris")
     assert (iris["aliases"], iris["split"], iris["shadow"]) == ({"production": "1"}, None, [])
 
@@ -147,7 +143,7 @@ def test_alias_split_and_shadow_commands(store, forest):
     ],
 )
 def test_operator_mistakes_are_one_line_errors(store, args, message):
-    result = _cli(store, *args)
+    result = models_cli(store, *args)
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output

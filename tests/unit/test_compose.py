@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.server import PROJECT_ROOT
-from tests.unit.deploy_files import compose, dockerfile_stages, env_of
+from tests.support.deploy import compose, dockerfile_stages, env_of
+from tests.support.server import PROJECT_ROOT
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 GRAFANA = PROJECT_ROOT / "deploy" / "grafana"

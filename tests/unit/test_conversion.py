@@ -20,6 +20,7 @@ from ml_app.core.conversion import input_dtypes, write_converted_version
 from ml_app.core.loading import load_model
 from ml_app.core.model import PARITY_TOLERANCE
 from ml_app.core.store import LoadPolicy, ModelStore
+from tests.support.reference import parity_misses
 
 
 def _wine():
@@ -85,8 +86,7 @@ def test_supported_estimators_convert_and_agree(tmp_path, case):
     if expected.probabilities is not None:
         assert np.abs(fast.probabilities - expected.probabilities).max() <= PARITY_TOLERANCE
     if expected.values is not None:
-        scale = np.maximum(np.abs(expected.values), 1.0)
-        assert (np.abs(np.subtract(fast.values, expected.values)) <= PARITY_TOLERANCE * scale).all()
+        assert parity_misses(fast.values, expected.values) == []
 
 
 def _seeded(estimator) -> dict:

@@ -8,8 +8,8 @@ import orjson
 from flask.testing import FlaskClient
 
 from ml_app.core.config import PROJECT_ROOT
-from tests.conftest import IRIS_SETOSA
-from tests.prometheus_text import Exposition
+from tests.support.prometheus import Exposition
+from tests.support.reference import IRIS_SETOSA
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "ml_app.json"
 ALERTS = PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml"

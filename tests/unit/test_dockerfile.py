@@ -6,8 +6,8 @@ import fnmatch
 import json
 import shlex
 
-from tests.integration.server import PROJECT_ROOT
-from tests.unit.deploy_files import dockerfile_stages, env_of, instruction_args
+from tests.support.deploy import dockerfile_stages, env_of, instruction_args
+from tests.support.server import PROJECT_ROOT
 
 PREAMBLE, *STAGES = dockerfile_stages()
 FINAL = STAGES[-1]

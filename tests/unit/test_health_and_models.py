@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from ml_app import create_app
-from tests.conftest import IRIS_SETOSA
+from tests.support.reference import IRIS_SETOSA
 
 
 def test_live_and_health(client):

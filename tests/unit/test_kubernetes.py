@@ -1,14 +1,17 @@
-"""deploy/k8s: rendered by kustomize, valid against the Kubernetes schemas, and consistent with
-the image and the app it runs."""
+"""deploy/k8s: rendered as kustomize renders it, valid against the Kubernetes schemas, and
+consistent with the image and the app it runs."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
-from tests.unit.deploy_files import (
+from tests.support.deploy import (
     K8S_DIR,
     dockerfile_stages,
     env_of,
@@ -141,3 +144,44 @@ def test_runs_as_the_image_user_with_writable_scratch_only(pod, container):
     multiproc = env_of(final)["PROMETHEUS_MULTIPROC_DIR"]
     assert "/tmp" in writable
     assert any(multiproc.startswith(path.rstrip("/") + "/") for path in writable)
+
+
+def _kustomization(tmp_path, **fields: Any) -> None:
+    shutil.copy(K8S_DIR / "deployment.yaml", tmp_path / "deployment.yaml")
+    spec = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields}
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+
+
+def test_rendering_sets_labels_and_images_as_kustomize_does(tmp_path):
+    # The expected values are what `kubectl kustomize` (kustomize v5.5) renders for this file.
+    _kustomization(
+        tmp_path,
+        resources=["deployment.yaml"],
+        labels=[{"pairs": {"team": "models"}}],
+        images=[{"name": "ml_app", "newName": "registry.example.com:5000/ml_app", "newTag": "1"}],
+    )
+    (deployment,) = kustomize_build(tmp_path)
+    assert deployment["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "ml-app",
+        "team": "models",
+    }
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["labels"] == {"app.kubernetes.io/name": "ml-app"}  # untouched
+    assert template["spec"]["containers"][0]["image"] == "registry.example.com:5000/ml_app:1"
+
+
+@pytest.mark.parametrize(
+    ("fields", "refusal"),
+    [
+        ({"namePrefix": "prod-"}, "does not render ['namePrefix']"),
+        (
+            {"labels": [{"pairs": {"team": "models"}, "includeSelectors": True}]},
+            "only plain label pairs",
+        ),
+        ({"images": [{"name": "ml_app", "digest": "sha256:00"}]}, "unsupported image entry"),
+    ],
+)
+def test_rendering_refuses_kustomize_features_it_does_not_implement(tmp_path, fields, refusal):
+    _kustomization(tmp_path, resources=["deployment.yaml"], **fields)
+    with pytest.raises(AssertionError, match=re.escape(refusal)):
+        kustomize_build(tmp_path)

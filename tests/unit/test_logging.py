@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from ml_app.core.logformat import JsonFormatter, _timestamp, access_log, log_access
-from tests.conftest import IRIS_SETOSA
+from tests.support.reference import IRIS_SETOSA
 
 
 class _Collect(logging.Handler):

@@ -14,28 +14,17 @@ import pytest
 from flask.testing import FlaskClient
 
 from ml_app import create_app
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.prometheus_text import Exposition
+from tests.support.prometheus import Exposition, growth, scrape_app
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
 
 IRIS_CLASSES = ("setosa", "versicolor", "virginica")
 DIABETES_ROW = [0.01] * 10
 
 
-def scrape(client: FlaskClient) -> Exposition:
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.mimetype == "text/plain"
-    return Exposition.parse(response.get_data(as_text=True))
-
-
-def growth(before: Exposition, after: Exposition, name: str, **labels: str) -> float:
-    return after.total(name, **labels) - before.total(name, **labels)
-
-
 def test_every_loaded_model_has_its_series_at_zero_before_any_request(store: Path):
     name = f"iris_{uuid.uuid4().hex[:8]}"  # new to this process, so its series start here
     shutil.copytree(store / "iris", store / name)
-    metrics = scrape(create_app({"store": store}).test_client())
+    metrics = scrape_app(create_app({"store": store}).test_client())
     labels = {"model": name, "version": "1"}
 
     for cls in IRIS_CLASSES:
@@ -60,13 +49,13 @@ def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 
 
 def test_predictions_rows_and_inference_are_counted_exactly(client: FlaskClient):
-    before = scrape(client)
+    before = scrape_app(client)
     assert client.post("/predict", json={"features": IRIS_SETOSA}).status_code == 200
     batch = {"instances": [IRIS_SETOSA, IRIS_VIRGINICA, IRIS_VIRGINICA]}
     assert client.post("/predict/batch", json=batch).status_code == 200
     regression = client.post("/models/diabetes/predict", json={"features": DIABETES_ROW})
     assert regression.status_code == 200
-    after = scrape(client)
+    after = scrape_app(client)
 
     iris = {"model": "iris", "version": "1"}
     by_class = {
@@ -87,7 +76,7 @@ def test_predictions_rows_and_inference_are_counted_exactly(client: FlaskClient)
 
 def test_validation_failures_are_counted_by_reason(demo_store: Path):
     client = create_app({"store": demo_store, "max_batch_rows": 2}).test_client()
-    before = scrape(client)
+    before = scrape_app(client)
     short_row = client.post("/predict", json={"features": [1.0, 2.0]})
     not_json = client.post("/predict", data="features=1", content_type="text/plain")
     malformed = client.post("/predict", data="{oops", content_type="application/json")
@@ -98,7 +87,7 @@ def test_validation_failures_are_counted_by_reason(demo_store: Path):
         content_type="application/json",
     )
     unknown_model = client.post("/models/nope/predict", json={"features": IRIS_SETOSA})
-    after = scrape(client)
+    after = scrape_app(client)
 
     statuses = [r.status_code for r in (short_row, not_json, malformed, too_many, nan_row)]
     assert statuses == [422, 415, 400, 413, 422]
@@ -125,14 +114,14 @@ def test_validation_failures_are_counted_by_reason(demo_store: Path):
 
 
 def test_http_requests_are_grouped_by_url_rule_not_raw_path(client: FlaskClient):
-    before = scrape(client)
+    before = scrape_app(client)
     client.post("/models/iris/predict", json={"features": IRIS_SETOSA})
     client.post("/models/diabetes/predict", json={"features": DIABETES_ROW})
     client.post("/models/iris/versions/1/predict", json={"features": IRIS_SETOSA})
     client.get("/no/such/route")
     client.get("/also/missing")
     client.open("/predict", method="BREW")
-    after = scrape(client)
+    after = scrape_app(client)
 
     rule = "/models/<name>/predict"
     assert growth(before, after, "ml_app_http_requests_total", route=rule, status="200") == 2
@@ -147,11 +136,11 @@ def test_http_requests_are_grouped_by_url_rule_not_raw_path(client: FlaskClient)
 
 
 def test_probes_and_scrapes_are_counted_but_not_timed(client: FlaskClient):
-    before = scrape(client)
+    before = scrape_app(client)
     for path in ("/health", "/health/live", "/health/ready", "/metrics"):
         assert client.get(path).status_code == 200
     client.post("/predict", json={"features": IRIS_SETOSA})
-    after = scrape(client)
+    after = scrape_app(client)
 
     assert growth(before, after, "ml_app_http_requests_total", route="/health/ready") == 1
     assert growth(before, after, "ml_app_http_requests_total", route="/health/live") == 1
@@ -169,11 +158,11 @@ def test_probes_and_scrapes_are_counted_but_not_timed(client: FlaskClient):
 
 def test_several_apps_in_one_process_count_into_the_same_metrics(demo_store: Path):
     clients = [create_app({"store": demo_store}).test_client() for _ in range(3)]
-    before = [scrape(c) for c in clients]
+    before = [scrape_app(c) for c in clients]
     for c in clients:
         assert c.post("/predict", json={"features": IRIS_VIRGINICA}).status_code == 200
     for c, earlier in zip(clients, before, strict=True):
-        later = scrape(c)
+        later = scrape_app(c)
         assert growth(earlier, later, "ml_app_predictions_total", **{"class": "virginica"}) == 3
         assert growth(earlier, later, "ml_app_http_requests_total", route="/predict") == 3
 
@@ -212,12 +201,12 @@ def test_metrics_token_lets_the_bearer_in_and_guards_nothing_else(demo_store: Pa
 def test_a_version_that_failed_to_load_is_reported_not_ready(store: Path):
     artifact = store / "iris" / "1" / "model.skops"
     artifact.write_bytes(b"garbage" + artifact.read_bytes())
-    metrics = scrape(create_app({"store": store}).test_client())
+    metrics = scrape_app(create_app({"store": store}).test_client())
     assert metrics.samples[_key("ml_app_model_ready", model="iris", version="1")] == 0
     assert metrics.samples[_key("ml_app_model_ready", model="diabetes", version="1")] == 1
 
 
 def test_a_missing_default_model_is_reported_not_ready(demo_store: Path):
     client = create_app({"store": demo_store, "default_model": "absent_model"}).test_client()
-    metrics = scrape(client)
+    metrics = scrape_app(client)
     assert metrics.samples[_key("ml_app_model_ready", model="absent_model", version="")] == 0

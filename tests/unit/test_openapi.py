@@ -9,9 +9,12 @@ from html.parser import HTMLParser
 import pytest
 
 from ml_app import create_app
+from ml_app.core import lifecycle
+from ml_app.core.store import ModelStore
 from ml_app.version import VERSION
 from ml_app.web.openapi.document import TAGS, UNDOCUMENTED, openapi_path
-from tests.integration.server import PROJECT_ROOT
+from tests.support.server import PROJECT_ROOT
+from tests.support.store import add_version
 
 ERROR_SCHEMAS = {"#/components/schemas/ErrorBody", "#/components/schemas/MlflowError"}
 
@@ -158,13 +161,13 @@ def _assert_matches(document, schema, value, where):
             _assert_matches(document, schema["items"], item, f"{where}[{index}]")
 
 
-def test_documented_answers_match_what_the_routes_return(client, store):
+def test_documented_answers_match_what_the_routes_return(store):
     """Answers of the read-only routes fit their documented schemas, split and shadow included."""
-    import orjson
-
-    from ml_app import create_app
-
-    (store / "iris" / "aliases.json").write_bytes(orjson.dumps({"production": "1"}))
+    add_version(store, "iris", "2")
+    models = ModelStore(store)
+    lifecycle.set_alias(models, "iris", "production", "1")
+    lifecycle.set_split(models, "iris", {"1": 3, "2": 1})
+    lifecycle.set_shadow(models, "iris", ["2"])
     client = create_app({"store": store}).test_client()
     document = _document(client)
     for path, url in [
@@ -174,5 +177,8 @@ def test_documented_answers_match_what_the_routes_return(client, store):
         ("/health", "/health"),
         ("/health/ready", "/health/ready"),
     ]:
-        answer = client.get(url).get_json()
-        _assert_matches(document, _response_schema(document, path), answer, url)
+        response = client.get(url)
+        assert response.status_code == 200, url
+        _assert_matches(document, _response_schema(document, path), response.get_json(), url)
+    iris = client.get("/models/iris").get_json()
+    assert (iris["split"], iris["shadow"]) == ({"1": 0.75, "2": 0.25}, ["2"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flask import g, request
 
-from tests.conftest import IRIS_SETOSA
+from tests.support.reference import IRIS_SETOSA
 
 ROW = IRIS_SETOSA
 _V2_JSON = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}

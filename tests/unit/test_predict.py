@@ -9,7 +9,7 @@ from sklearn import datasets
 
 from ml_app.core.loading import load_estimator
 from ml_app.core.store import LoadPolicy, ModelStore
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
 
 IRIS_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 IRIS_CLASSES = ["setosa", "versicolor", "virginica"]

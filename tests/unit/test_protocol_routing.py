@@ -9,8 +9,8 @@ from prometheus_client import REGISTRY
 from ml_app import create_app
 from ml_app.core import lifecycle
 from ml_app.core.store import ModelStore
-from tests.conftest import IRIS_SETOSA
-from tests.store_helpers import add_version
+from tests.support.reference import IRIS_SETOSA
+from tests.support.store import add_version
 
 KEYS = [f"caller-{i}" for i in range(40)]
 V2_BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": IRIS_SETOSA}]}

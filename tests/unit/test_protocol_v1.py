@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ml_app import create_app
-from tests import reference
-from tests.reference import IRIS_FEATURES
+from tests.support import reference
+from tests.support.reference import IRIS_FEATURES
 
 ROWS = reference.sample_rows("iris", 5)
 

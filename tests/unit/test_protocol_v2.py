@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from ml_app import create_app
-from tests import reference
-from tests.reference import IRIS_FEATURES
+from tests.support import reference
+from tests.support.reference import IRIS_FEATURES
 
 ROWS = reference.sample_rows("iris", 6)
 
@@ -19,29 +19,35 @@ def _infer(client, body, model="iris", **kwargs):
     return client.post(f"/v2/models/{model}/infer", json=body, **kwargs)
 
 
+def _json(response, status=200):
+    """The JSON body of a response that has `status`."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    return response.get_json()
+
+
 def _tensor(rows, datatype="FP64", name="input", nested=False):
     data = rows.tolist() if nested else rows.ravel().tolist()
     return {"name": name, "shape": list(rows.shape), "datatype": datatype, "data": data}
 
 
 def test_server_metadata_health_and_model_metadata(client):
-    assert client.get("/v2").get_json() == {
+    assert _json(client.get("/v2")) == {
         "name": "ml_app",
         "version": "0.1.0",
         "extensions": ["binary_tensor_data"],
     }
-    assert client.get("/v2/health/live").get_json() == {"live": True}
-    assert client.get("/v2/health/ready").get_json() == {"ready": True}
-    iris = client.get("/v2/models/iris").get_json()
+    assert _json(client.get("/v2/health/live")) == {"live": True}
+    assert _json(client.get("/v2/health/ready")) == {"ready": True}
+    iris = _json(client.get("/v2/models/iris"))
     assert iris["versions"] == ["1"]
     assert iris["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}]
     assert iris["outputs"] == [
         {"name": "predict", "datatype": "BYTES", "shape": [-1]},
         {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]},
     ]
-    diabetes = client.get("/v2/models/diabetes/versions/1").get_json()
+    diabetes = _json(client.get("/v2/models/diabetes/versions/1"))
     assert diabetes["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
-    assert client.get("/v2/models/iris/versions/1/ready").get_json() == {
+    assert _json(client.get("/v2/models/iris/versions/1/ready")) == {
         "name": "iris",
         "ready": True,
     }
@@ -67,24 +73,25 @@ def test_infer_2d_tensor_matches_the_estimator(client, demo_store, nested, datat
     assert np.array(proba["data"]).reshape(6, 3) == pytest.approx(expected, abs=1e-12)
 
 
-def test_integer_tensor_and_one_column_per_feature_give_the_same_answer(client):
+def test_integer_tensor_and_one_column_per_feature_give_the_same_answer(client, demo_store):
     whole_numbers = np.round(ROWS).astype(int)
-    whole = _infer(client, {"inputs": [_tensor(whole_numbers, "INT64")]}).get_json()
-    assert whole["outputs"][0]["data"] != []
+    whole = _json(_infer(client, {"inputs": [_tensor(whole_numbers, "INT64")]}))
+    expected = reference.labels(demo_store, "iris", whole_numbers.astype(np.float64))
+    assert whole["outputs"][0]["data"] == expected
     columns = [
         {"name": name, "shape": [6], "datatype": "INT32", "data": whole_numbers[:, i].tolist()}
         for i, name in reversed(list(enumerate(IRIS_FEATURES)))
     ]
-    per_feature = _infer(client, {"inputs": columns}).get_json()
+    per_feature = _json(_infer(client, {"inputs": columns}))
     assert per_feature["outputs"] == whole["outputs"]
 
 
 def test_requested_outputs_are_honoured_in_order(client):
     body = {"inputs": [_tensor(ROWS)], "outputs": [{"name": "predict_proba"}, {"name": "predict"}]}
-    outputs = _infer(client, body).get_json()["outputs"]
+    outputs = _json(_infer(client, body))["outputs"]
     assert [o["name"] for o in outputs] == ["predict_proba", "predict"]
     only = _infer(client, {"inputs": [_tensor(ROWS)], "outputs": [{"name": "predict"}]})
-    assert [o["name"] for o in only.get_json()["outputs"]] == ["predict"]
+    assert [o["name"] for o in _json(only)["outputs"]] == ["predict"]
 
 
 def _binary_request(rows: np.ndarray, **extra) -> tuple[bytes, dict[str, str]]:
@@ -150,12 +157,14 @@ def test_per_output_binary_flag_overrides_the_request_default(client, demo_store
     response = _infer(client, body, model="diabetes")
     assert response.mimetype == "application/json"
     expected = reference.estimator(demo_store, "diabetes").predict(rows)
-    assert response.get_json()["outputs"][0]["data"] == pytest.approx(expected, rel=1e-12)
+    assert _json(response)["outputs"][0]["data"] == pytest.approx(expected, rel=1e-12)
     binary = {
         "inputs": [_tensor(rows)],
         "outputs": [{"name": "predict", "parameters": {"binary_data": True}}],
     }
-    _, raw = _split_response(_infer(client, binary, model="diabetes"))
+    binary_response = _infer(client, binary, model="diabetes")
+    assert binary_response.status_code == 200
+    _, raw = _split_response(binary_response)
     assert np.frombuffer(raw, dtype="<f8") == pytest.approx(expected, rel=1e-12)
 
 
@@ -198,9 +207,9 @@ def test_feature_columns_must_have_equal_lengths_and_be_1d(client):
         {"name": n, "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]} for n in IRIS_FEATURES
     ]
     columns[0] = {**columns[0], "shape": [1], "data": [1.0]}
-    assert "same number of rows" in _infer(client, {"inputs": columns}).get_json()["error"]
+    assert "same number of rows" in _json(_infer(client, {"inputs": columns}), 400)["error"]
     columns[0] = {**columns[0], "shape": [1, 2], "data": [1.0, 2.0]}
-    assert "[rows] or [rows, 1]" in _infer(client, {"inputs": columns}).get_json()["error"]
+    assert "[rows] or [rows, 1]" in _json(_infer(client, {"inputs": columns}), 400)["error"]
 
 
 def test_non_finite_and_malformed_bodies(client):
@@ -225,9 +234,9 @@ def test_bad_header_length_is_400(client, length):
 def test_binary_sizes_must_match_shape_and_body(client):
     body, headers = _binary_request(ROWS)
     short = client.post("/v2/models/iris/infer", data=body[:-4], headers=headers)
-    assert "does not fit" in short.get_json()["error"]
+    assert "does not fit" in _json(short, 400)["error"]
     extra = client.post("/v2/models/iris/infer", data=body + b"\0" * 8, headers=headers)
-    assert "belong to no input" in extra.get_json()["error"]
+    assert "belong to no input" in _json(extra, 400)["error"]
     header = orjson.loads(body[: int(headers["Inference-Header-Content-Length"])])
     header["inputs"][0]["shape"] = [5, 4]
     encoded = orjson.dumps(header)

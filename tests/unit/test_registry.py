@@ -10,7 +10,7 @@ from ml_app.core import lifecycle
 from ml_app.core.errors import ModelNotFound, ModelNotReady
 from ml_app.core.registry import ModelRegistry
 from ml_app.core.store import LoadPolicy, ModelStore
-from tests.store_helpers import add_version
+from tests.support.store import add_version
 
 
 def _registry(root) -> ModelRegistry:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from ml_app import create_app
 from ml_app.core import lifecycle
 from ml_app.core.store import ModelStore
 from ml_app.web.worker import start_worker
-from tests.conftest import IRIS_SETOSA
-from tests.store_helpers import add_version
+from tests.support.polling import wait_until
+from tests.support.reference import IRIS_SETOSA
+from tests.support.store import add_version
 
 
 def _version(client) -> str:
@@ -32,10 +31,11 @@ def test_watcher_thread_applies_changes_while_serving(store):
         add_version(store, "iris", "2")
         lifecycle.set_alias(ModelStore(store), "iris", "staging", "2")
         registry = app.extensions["ml_app"].registry
-        deadline = time.monotonic() + 10
-        while registry.entry("iris").serving.get("staging") != "2":
-            assert time.monotonic() < deadline, "the watcher never picked up the change"
-            time.sleep(0.02)
+        wait_until(
+            lambda: registry.entry("iris").serving.get("staging") == "2",
+            10,
+            "the watcher to pick up the change",
+        )
         assert _version(client) == "1"  # production still says 1
         assert (
             client.post(

@@ -4,7 +4,6 @@ of the shadow version change nothing for the caller."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from prometheus_client import REGISTRY
@@ -14,22 +13,15 @@ from ml_app.core import lifecycle
 from ml_app.core.model import Outputs
 from ml_app.core.shadow import agreement
 from ml_app.core.store import ModelStore
-from tests.conftest import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.store_helpers import add_version
+from tests.support.polling import wait_until
+from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.support.store import add_version
 
 QUEUE_SIZE = 3
 
 
 def _count(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, {"model": "iris", **labels}) or 0.0
-
-
-def _wait_for(condition, seconds: float = 10.0) -> None:
-    """Wait for the background thread to get somewhere; fails the test if it never does."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the shadow thread never caught up"
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -111,7 +103,7 @@ def test_a_hanging_shadow_neither_blocks_callers_nor_queues_without_bound(shadow
     dropped = _count("ml_app_shadow_predictions_total", version="2", outcome="dropped")
     try:
         first = _predict(client)
-        _wait_for(started.is_set)  # the shadow thread is now stuck in the first copy
+        wait_until(started.is_set, 10, "the shadow thread to start its first copy")
         # Every request still gets its answer while the shadow is stuck.
         later = [_predict(client) for _ in range(QUEUE_SIZE + 5)]
     finally:

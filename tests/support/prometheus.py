@@ -1,4 +1,4 @@
-"""Read a /metrics exposition with prometheus_client's own parser, and sum samples by labels."""
+"""Scrape /metrics, read it with prometheus_client's own parser, sum samples; run promtool."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+import requests
+from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 PROMTOOL_MISSING = "promtool not found: `make test` installs it (Debian package `prometheus`)"
@@ -48,3 +50,28 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
     return subprocess.run(
         [binary, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def scrape_app(client: FlaskClient) -> Exposition:
+    """The app's /metrics through Flask's test client, parsed."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    return Exposition.parse(response.get_data(as_text=True))
+
+
+def scrape_text(url: str) -> str:
+    """A running server's /metrics text (`url` is the server's base URL)."""
+    response = requests.get(url + "/metrics", timeout=10)
+    assert response.status_code == 200
+    return response.text
+
+
+def scrape(url: str) -> Exposition:
+    """A running server's /metrics, parsed."""
+    return Exposition.parse(scrape_text(url))
+
+
+def growth(before: Exposition, after: Exposition, name: str, **labels: str) -> float:
+    """How much the samples named `name` with `labels` grew between two scrapes."""
+    return after.total(name, **labels) - before.total(name, **labels)

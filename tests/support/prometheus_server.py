@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 import yaml
 
 from ml_app.core.config import PROJECT_ROOT
-from tests.integration.server import free_port, terminate
-from tests.prometheus_text import PROMTOOL_MISSING
+from tests.support.polling import wait_until
+from tests.support.prometheus import PROMTOOL_MISSING
+from tests.support.server import free_port, terminate
 
 PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
-T = TypeVar("T")
 
 
 def config_for(target: str, token: str | None = None) -> dict[str, Any]:
@@ -30,18 +28,6 @@ def config_for(target: str, token: str | None = None) -> dict[str, Any]:
     if token:
         job["authorization"] = {"credentials": token}
     return config
-
-
-def wait_until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll `probe` (bounded) until it returns something other than None."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last is not None:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class PrometheusServer:
@@ -72,7 +58,7 @@ class PrometheusServer:
                 stderr=subprocess.STDOUT,
             )
         try:
-            wait_until(self._ready, timeout, "Prometheus to be ready")
+            wait_until(self._ready, timeout, "Prometheus to be ready", interval=0.25)
         except BaseException:
             self.stop()
             raise

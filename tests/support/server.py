@@ -7,15 +7,25 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import requests
 
+from tests.support.polling import wait_until
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Variables a developer's shell may carry that would change what a server under test does.
+SETTING_PREFIXES = ("ML_APP_", "GUNICORN_")
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without ML_APP_* and GUNICORN_* settings, plus `extra`."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+    return {**kept, **extra}
 
 
 def free_port() -> int:
@@ -39,17 +49,19 @@ def terminate(process: subprocess.Popen | None, grace: float = 20) -> None:
 
 def wait_for_http(url: str, alive: Callable[[], bool], timeout: float = 60) -> None:
     """Poll `url` until it answers 200; RuntimeError if `alive()` turns false or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
         if not alive():
             raise RuntimeError(f"the server exited early, before {url} answered 200")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
+            return requests.get(url, timeout=2).status_code == 200
         except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
+            return False
+
+    try:
+        wait_until(answered, timeout, f"{url} to answer 200", interval=0.2)
+    except AssertionError as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 class GunicornServer:
@@ -69,15 +81,15 @@ class GunicornServer:
         self.log_path = log_path
         # Set before Python starts, as every start command must; one directory per server.
         self.metrics_dir = log_path.with_name(log_path.stem + "-metrics")
-        self.env = {
-            **os.environ,
+        self.workers = workers
+        defaults = {
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
             "ML_APP_STORE": str(store),
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
-            **env,
         }
+        self.env = clean_environment(**{**defaults, **env})
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> GunicornServer:
@@ -109,6 +121,15 @@ class GunicornServer:
             pids.update(int(pid) for pid in children.read_text().split())
         return pids
 
+    def wait_for_workers(self, gone: set[int] = frozenset()) -> set[int]:
+        """Wait (bounded) until the master has all its workers again, none of them in `gone`."""
+
+        def settled() -> set[int] | None:
+            pids = self.worker_pids()
+            return pids if len(pids) == self.workers and not pids & gone else None
+
+        return wait_until(settled, 30, f"{self.workers} workers, none of {sorted(gone)}")
+
     def log_entries(self) -> list[dict[str, Any]]:
         """The JSON lines the server wrote (gunicorn's plain lines are skipped)."""
         entries = []
@@ -122,3 +143,14 @@ class GunicornServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def ready_gunicorn(
+    store: Path, folder: Path, workers: int = 3, **env: str
+) -> Iterator[GunicornServer]:
+    """Gunicorn on `store`, logging into `folder`, once every model is ready and every worker up."""
+    log = folder / "server.log"
+    with GunicornServer(store, log, workers=workers, wait_for="/health/ready", **env) as running:
+        running.wait_for_workers()
+        yield running
