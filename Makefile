@@ -24,11 +24,12 @@ REGISTRY ?=
 # detached, on the host network or with extra settings (-e WEB_CONCURRENCY=4 ...).
 DOCKER_RUN_FLAGS ?= --rm --stop-timeout 40 -p $(HOST):$(PORT):8000
 
-.PHONY: help venv dev e2e-deps prometheus-tools model run test unit integration e2e lint format \
+.PHONY: help venv dev e2e-deps prometheus-tools proxy-tools model run run-proxy test unit integration e2e lint format \
 	clean build run-container push compose-up compose-down train-deps bench
 
 help:
 	@echo "make run    - set up and serve on $(HOST):$(PORT) (PORT, WEB_CONCURRENCY override)"
+	@echo "make run-proxy - the same behind nginx (buffering, timeouts, body limit) on $(HOST):$(PORT)"
 	@echo "make test   - set up and run unit + integration tests"
 	@echo "make e2e    - end-to-end tests against real external parts"
 	@echo "make lint   - ruff check, format check and the import contracts (layers, no cycles)"
@@ -77,6 +78,25 @@ model: train-deps
 run: venv model
 	HOST=$(HOST) PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) \
 		exec $(BIN)/gunicorn --config gunicorn.conf.py
+
+# The same app behind the bundled nginx configuration on $(HOST):$(PORT): Gunicorn listens on a
+# private Unix socket, nginx buffers clients (slow ones included) in front of it.
+PROXY_DIR ?= /tmp/ml_app-proxy-$(PORT)
+run-proxy: venv model proxy-tools
+	rm -rf $(PROXY_DIR) && mkdir -p $(PROXY_DIR)
+	$(BIN)/python -m ml_app proxy-config --run-dir $(PROXY_DIR) --listen $(HOST):$(PORT) \
+		--upstream unix:$(PROXY_DIR)/gunicorn.sock
+	GUNICORN_BIND=unix:$(PROXY_DIR)/gunicorn.sock ML_APP_PROXY_HOPS=1 \
+		PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) $(BIN)/gunicorn --config gunicorn.conf.py & \
+		gunicorn=$$!; trap 'kill $$gunicorn 2>/dev/null; wait $$gunicorn' EXIT INT TERM; \
+		nginx -c $(PROXY_DIR)/nginx.conf -e stderr
+
+# nginx (Debian package `nginx`) for make run-proxy; the e2e tests install it the same way.
+proxy-tools:
+	@command -v nginx >/dev/null || { \
+		apt-get -o DPkg::Lock::Timeout=600 update && \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
+			--no-install-recommends nginx; }
 
 test: dev prometheus-tools
 	$(BIN)/python -m pytest tests/unit tests/integration

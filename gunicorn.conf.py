@@ -20,7 +20,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 # --- Server socket -------------------------------------------------------------------------
 # 0.0.0.0 inside containers and on Heroku; `make run` binds 127.0.0.1 via HOST.
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+# GUNICORN_BIND replaces both, e.g. unix:/run/ml_app/gunicorn.sock behind nginx (make run-proxy).
+bind = os.environ.get("GUNICORN_BIND") or (
+    f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+)
 backlog = 2048
 
 # --- Worker processes ----------------------------------------------------------------------

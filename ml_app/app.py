@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ml_app.core.config import Settings
 from ml_app.core.logformat import configure_logging
@@ -46,8 +47,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_docs(app)
     register_error_handlers(app)
     register_metrics(app)
+    register_proxy_trust(app, settings.proxy_hops)
     app.cli.add_command(models_command)  # `flask --app ml_app models ...`
     return app
+
+
+def register_proxy_trust(app: Flask, hops: int) -> None:
+    """Take the client address and scheme from the `hops` proxies in front (none by default)."""
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def register_state(app: Flask, settings: Settings) -> None:

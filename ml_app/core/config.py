@@ -44,6 +44,13 @@ def _parse_positive_int(raw: str) -> int:
     return value
 
 
+def _parse_count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return value
+
+
 def _parse_seconds(raw: str) -> float:
     value = float(raw)
     if not 0 <= value <= 3600:  # an hour between polls is already no reload
@@ -115,6 +122,9 @@ class Settings:
     # While this file exists the server is shutting down and readiness answers 503 (the
     # Gunicorn master makes it on SIGTERM; a preStop hook may make it earlier). Empty: never.
     drain_file: str = _setting("", str.strip)
+    # Proxies in front whose X-Forwarded-For / X-Forwarded-Proto are trusted (Werkzeug's
+    # ProxyFix): 1 behind the bundled nginx; 0 (the default) trusts no forwarded header.
+    proxy_hops: int = _setting(0, _parse_count)
 
     @classmethod
     def from_env(

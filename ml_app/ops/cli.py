@@ -16,6 +16,7 @@ from ml_app.core.drain import DrainMarker
 from ml_app.core.errors import StoreError
 from ml_app.core.lifecycle import LifecycleError
 from ml_app.core.store import LoadPolicy, ModelStore
+from ml_app.ops.proxy import proxy_config
 
 T = TypeVar("T")
 
@@ -166,3 +167,4 @@ def main() -> None:
 
 main.add_command(models)
 main.add_command(drain)
+main.add_command(proxy_config)

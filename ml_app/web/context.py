@@ -99,6 +99,7 @@ def close_request(response: Response) -> Response:
         "route": route,
         "path": current.path,
         "status": status,
+        "client": current.remote_addr,
     }
     if model is not None:
         fields["model"], fields["version"] = model.name, model.version

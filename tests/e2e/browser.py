@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from tests.support.debian import ensure_commands
 from tests.support.server import free_port
 
 PACKAGES = ("chromium", "chromium-driver")
@@ -33,22 +30,7 @@ BASE_FLAGS = (
 
 def ensure_chromium() -> tuple[str, str]:
     """Paths of chromium and chromedriver; apt-get installs them first when they are missing."""
-    found = shutil.which("chromium"), shutil.which("chromedriver")
-    if all(found):
-        return found  # type: ignore[return-value]
-    if os.geteuid() != 0:
-        pytest.fail(f"Install {' '.join(PACKAGES)} (apt-get needs root to do it here).")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], check=True, capture_output=True, env=env, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=1200,
-    )
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "apt-get installed chromium but its binaries are not on PATH"
+    chromium, driver = ensure_commands(PACKAGES, ("chromium", "chromedriver"))
     return chromium, driver
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import requests
 
-from tests.conftest import IRIS_SETOSA
-from tests.integration.server import GunicornServer
+from tests.support.reference import IRIS_SETOSA
+from tests.support.server import GunicornServer
 
 DRAIN_SECONDS = 2.0
 BODY = orjson.dumps({"features": IRIS_SETOSA})

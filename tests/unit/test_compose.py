@@ -8,6 +8,7 @@ services that must exist.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ml_app.core.config import Settings
 from tests.support.deploy import compose, dockerfile_stages, env_of
 from tests.support.server import PROJECT_ROOT
 
@@ -83,13 +85,27 @@ def test_references_resolve(services):
                 assert source in declared_volumes, (name, source)
 
 
-def test_app_is_built_here_and_published_on_its_port(services):
-    app = services["ml_app"]
+def test_app_is_built_here_and_reached_through_nginx(services):
+    app, nginx = services["ml_app"], services["nginx"]
     assert app["build"] == "."
     port = env_of(dockerfile_stages()[-1])["PORT"]
-    assert f"{port}:{port}" in app["ports"]
+    assert "ports" not in app  # never published past the proxy
+    assert app["expose"] == [port]
     # Compose's default stop timeout (10 s) would cut the 30 s graceful drain short.
     assert int(app["stop_grace_period"].rstrip("s")) > 30
+    assert app["environment"]["ML_APP_PROXY_HOPS"] == "1"
+    env = nginx["environment"]
+    assert env["NGINX_UPSTREAM"] == f"ml_app:{port}"
+    assert f"{env['NGINX_LISTEN']}:{env['NGINX_LISTEN']}" in nginx["ports"]
+    # the body limit nginx enforces is the app's own
+    assert int(env["NGINX_MAX_BODY"]) == Settings().max_body_bytes
+    template = bind_mounts(nginx)["/etc/ml_app-nginx"] / "nginx.conf.template"
+    text = template.read_text()
+    # every name the template uses is one envsubst is told to fill in, and given a value
+    names = set(re.findall(r"\$\{(NGINX_\w+)\}", text)) - {"NGINX_TLS_LISTEN"}
+    command = " ".join(nginx["command"])
+    assert names <= set(env), names - set(env)
+    assert all(f"$${name}" in command for name in names)
 
 
 def test_prometheus_scrapes_the_app_with_the_rules_from_deploy(services):
@@ -104,7 +120,7 @@ def test_prometheus_scrapes_the_app_with_the_rules_from_deploy(services):
         for static in job.get("static_configs", [])
         for target in static["targets"]
     }
-    app_port = services["ml_app"]["ports"][0].split(":")[-1]
+    app_port = services["ml_app"]["expose"][0]
     assert f"ml_app:{app_port}" in targets
     for rule_file in config.get("rule_files", []):
         assert (config_dir / rule_file).is_file(), rule_file

@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ml_app.core.config import PROJECT_ROOT
 from tests.support.deploy import (
     K8S_DIR,
     dockerfile_stages,
@@ -28,8 +29,16 @@ KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 def manifests() -> dict[str, dict[str, Any]]:
     """The rendered manifests by kind."""
     rendered = kustomize_build()
-    by_kind = {doc["kind"]: doc for doc in rendered}
-    assert len(by_kind) == len(rendered), "one object of each kind expected"
+    # by kind; a second object of a kind (the nginx ConfigMap) by kind/name
+    by_kind: dict[str, dict[str, Any]] = {}
+    for doc in rendered:
+        key = (
+            doc["kind"]
+            if doc["kind"] not in by_kind
+            else f"{doc['kind']}/{doc['metadata']['name']}"
+        )
+        by_kind[key] = doc
+    assert len(by_kind) == len(rendered), "objects with the same kind and name"
     return by_kind
 
 
@@ -40,8 +49,16 @@ def pod(manifests) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def container(pod) -> dict[str, Any]:
-    (only,) = pod["spec"]["containers"]
-    return only
+    """The app's container."""
+    (app,) = (c for c in pod["spec"]["containers"] if c["image"].startswith("ml_app"))
+    return app
+
+
+@pytest.fixture(scope="module")
+def nginx(pod) -> dict[str, Any]:
+    """The nginx sidecar in front of it."""
+    (sidecar,) = (c for c in pod["spec"]["containers"] if c["name"] == "nginx")
+    return sidecar
 
 
 def test_kustomization_lists_every_manifest():
@@ -52,6 +69,7 @@ def test_kustomization_lists_every_manifest():
 def test_renders_the_objects_a_scaled_deployment_needs(manifests):
     wanted = {
         "ConfigMap",
+        "ConfigMap/ml-app-nginx",
         "Deployment",
         "Service",
         "HorizontalPodAutoscaler",
@@ -73,7 +91,7 @@ def test_schema_check_rejects_a_misspelt_field(manifests):
         kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
 
 
-def test_probes_ask_routes_the_app_serves(app, container):
+def test_probes_ask_routes_the_app_serves_through_nginx(app, container, nginx):
     routes = {rule.rule for rule in app.url_map.iter_rules()}
     probes = {
         kind: container[kind]["httpGet"]
@@ -83,19 +101,37 @@ def test_probes_ask_routes_the_app_serves(app, container):
     assert probes["readinessProbe"]["path"] == "/health/ready"
     for probe in probes.values():
         assert probe["path"] in routes
-        assert probe["port"] == container["ports"][0]["name"]
+        # Gunicorn listens on loopback, which the kubelet cannot reach: probes go through nginx
+        assert probe["port"] == nginx["ports"][0]["containerPort"]
 
 
-def test_ports_line_up_from_service_to_image(manifests, pod, container):
+def test_ports_line_up_from_service_through_nginx_to_the_image(manifests, pod, container, nginx):
     image_env = env_of(dockerfile_stages()[-1])
-    port = container["ports"][0]
-    assert port["containerPort"] == int(image_env["PORT"])
-    assert {"name": "PORT", "value": str(port["containerPort"])} in container["env"]
-    assert manifests["Service"]["spec"]["ports"][0]["targetPort"] == port["name"]
+    app_port = container["ports"][0]["containerPort"]
+    assert app_port == int(image_env["PORT"])
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert (env["PORT"], env["HOST"], env["ML_APP_PROXY_HOPS"]) == (str(app_port), "127.0.0.1", "1")
+    front = nginx["ports"][0]
+    nginx_env = {item["name"]: item["value"] for item in nginx["env"]}
+    assert nginx_env["NGINX_LISTEN"] == str(front["containerPort"])
+    assert nginx_env["NGINX_UPSTREAM"] == f"127.0.0.1:{app_port}"
+    assert manifests["Service"]["spec"]["ports"][0]["targetPort"] == front["name"]
     annotations = pod["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    assert annotations["prometheus.io/port"] == str(front["containerPort"])
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_the_nginx_configmap_holds_the_bundled_template(manifests, nginx):
+    template = (PROJECT_ROOT / "deploy" / "nginx" / "nginx.conf.template").read_text()
+    data = manifests["ConfigMap/ml-app-nginx"]["data"]
+    assert data["nginx.conf.template"] == template
+    command = " ".join(nginx["command"])
+    names = set(re.findall(r"\$\{(NGINX_\w+)\}", template))
+    given = {item["name"] for item in nginx["env"]}
+    assert names <= given, names - given
+    assert all(f"${name}" in command for name in names)
+    assert nginx["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_selectors_pick_the_deployment_pods(manifests, pod):
@@ -167,7 +203,11 @@ def test_rendering_sets_labels_and_images_as_kustomize_does(tmp_path):
     }
     template = deployment["spec"]["template"]
     assert template["metadata"]["labels"] == {"app.kubernetes.io/name": "ml-app"}  # untouched
-    assert template["spec"]["containers"][0]["image"] == "registry.example.com:5000/ml_app:1"
+    images = [c["image"] for c in template["spec"]["containers"]]
+    assert images == [
+        "nginxinc/nginx-unprivileged:1.27-alpine",
+        "registry.example.com:5000/ml_app:1",
+    ]
 
 
 @pytest.mark.parametrize(
