@@ -36,7 +36,7 @@ prometheus_client.values.ValueClass = prometheus_client.values.MultiProcessValue
 )
 
 from ml_app.core import metrics  # noqa: E402
-from ml_app.core.metrics_files import MetricsArchive, directory_lock  # noqa: E402
+from ml_app.core.metrics_files import MetricsArchive, scrape_lock  # noqa: E402
 
 MODELS = {"iris": ["setosa", "versicolor", "virginica"], "breast_cancer": [0, 1], "diabetes": []}
 ROUTES = (("POST", "/predict", 200), ("POST", "/predict", 422), ("GET", "/health/ready", 200))
@@ -60,7 +60,7 @@ def scrape_seconds(directory: Path, scrapes: int) -> float:
     times = []
     for _ in range(scrapes):
         started = time.perf_counter()
-        with directory_lock(directory, exclusive=False):
+        with scrape_lock(directory):
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=str(directory))
             generate_latest(registry)

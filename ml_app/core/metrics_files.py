@@ -142,14 +142,33 @@ def take_write_failures() -> int:
 
 
 @contextmanager
-def directory_lock(directory: str | os.PathLike[str], exclusive: bool) -> Iterator[None]:
-    """Hold the directory's lock: shared while a scrape reads, exclusive while a fold writes."""
+def fold_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the directory's lock exclusively: no scrape reads while a fold changes files."""
     fd = os.open(os.path.join(directory, _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def scrape_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """The lock shared by scrapes, or none when its file cannot be made (read-only, full).
+
+    Without the lock file no fold can run either (it takes the same lock), so there is no half
+    fold to see, and a scrape must not fail because of it.
+    """
+    try:
+        fd = os.open(os.path.join(directory, _LOCK_NAME), os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
 
 
 class MetricsArchive:
@@ -176,7 +195,7 @@ class MetricsArchive:
         self._unfolded.add(pid)
         try:
             mark_process_dead(pid, str(self.directory))
-            with directory_lock(self.directory, exclusive=True):
+            with fold_lock(self.directory):
                 _finish_interrupted_folds(self.directory)
                 for dead in sorted(self._unfolded):
                     for kind in FOLDED_TYPES:

@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_flask_exporter import PrometheusMetrics
 
 from ml_app.core.config import multiprocess_directory
-from ml_app.core.metrics_files import directory_lock
+from ml_app.core.metrics_files import scrape_lock
 from ml_app.web.auth import require_metrics_token
 
 
@@ -19,7 +19,7 @@ class ArchiveAwareMetrics(PrometheusMetrics):
         directory = multiprocess_directory()
         if directory is None:
             return super().generate_metrics(accept_header, names)
-        with directory_lock(directory, exclusive=False):
+        with scrape_lock(directory):
             return super().generate_metrics(accept_header, names)
 
 

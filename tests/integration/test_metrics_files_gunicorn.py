@@ -91,6 +91,8 @@ def test_recycled_workers_leave_no_files_and_totals_stay_exact(recycling_server:
     assert (server.metrics_dir / "histogram_archive.db").exists()
     assert files["counter"] <= WORKERS + 2
     assert files["histogram"] <= WORKERS + 2
+    assert files["gauge"] <= WORKERS + 1
+    assert set(files) == {"counter", "histogram", "gauge"}
 
 
 @pytest.fixture
