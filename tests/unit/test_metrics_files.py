@@ -15,7 +15,7 @@ from typing import Any
 
 import prometheus_client.values
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -223,3 +223,17 @@ def test_a_full_metrics_disk_costs_new_series_not_the_worker(full_disk: Path):
     assert metrics.total("ml_app_test_requests_total", series="first") == 2
     counted_on_disk = len(metrics.series("ml_app_test_requests_total"))
     assert 1 < counted_on_disk < 3001
+
+
+def test_refused_files_are_counted_once_by_the_next_request(monkeypatch: pytest.MonkeyPatch):
+    from ml_app.core import metrics
+
+    def counted() -> float | None:
+        return REGISTRY.get_sample_value("ml_app_metrics_write_failures_total")
+
+    before = counted()
+    monkeypatch.setattr(metrics_files, "_pending_failures", 2)  # two files refused meanwhile
+    for _ in range(3):
+        metrics.observe_http("GET", "/health/live", 200, None)
+    assert counted() == before + 2
+    assert metrics_files.take_write_failures() == 0
