@@ -26,7 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import prometheus_client.values
-from prometheus_client.mmap_dict import _INITIAL_MMAP_SIZE, MmapedDict
+from prometheus_client.mmap_dict import (
+    _INITIAL_MMAP_SIZE,
+    MmapedDict,
+    _pack_two_doubles,
+    _unpack_two_doubles,
+)
 from prometheus_client.multiprocess import mark_process_dead
 
 log = logging.getLogger("ml_app.metrics")
@@ -96,24 +101,31 @@ class BestEffortMmapedDict(ReservedMmapedDict):
             self._fname, self._positions, self._used, self._capacity = filename, {}, 8, 0
             self._refuse(exc)
 
+    # read_value and write_value are the parent's, with the disk's refusal handled; written out
+    # rather than wrapped with super(), since every metric update of every request passes here.
     def read_value(self, key: str) -> tuple[float, float]:
         """The stored value and timestamp of `key`, creating it at zero."""
-        if key in self._positions or not self._refused:
-            try:
-                return super().read_value(key)
-            except OSError as exc:
-                self._refuse(exc)
-        return self._in_memory.setdefault(key, (0.0, 0.0))
+        if key not in self._positions and not self._place(key):
+            return self._in_memory.setdefault(key, (0.0, 0.0))
+        return _unpack_two_doubles(self._m, self._positions[key])
 
     def write_value(self, key: str, value: float, timestamp: float) -> None:
         """Store `key`'s value: in the file when it has room, else in this process's memory."""
-        if key in self._positions or not self._refused:
-            try:
-                super().write_value(key, value, timestamp)
-                return
-            except OSError as exc:
-                self._refuse(exc)
-        self._in_memory[key] = (value, timestamp)
+        if key not in self._positions and not self._place(key):
+            self._in_memory[key] = (value, timestamp)
+            return
+        _pack_two_doubles(self._m, self._positions[key], value, timestamp)
+
+    def _place(self, key: str) -> bool:
+        """Give `key` its place in the file; False once the disk refused (memory from then on)."""
+        if self._refused:
+            return False
+        try:
+            self._init_value(key)
+        except OSError as exc:
+            self._refuse(exc)
+            return False
+        return True
 
     def _refuse(self, exc: OSError) -> None:
         global _pending_failures  # noqa: PLW0603 - drained outside prometheus_client's lock
