@@ -4,12 +4,10 @@ Gunicorn treats every public module-level name here as a setting, so helpers are
 """
 
 import gc
-import glob
 import os
 
-from prometheus_client.multiprocess import mark_process_dead
-
 from ml_app.core.drain import DrainMarker
+from ml_app.core.metrics_files import MetricsArchive, install_best_effort_files
 from ml_app.web.shutdown import drain_on_sigterm
 
 # Numeric libraries (OpenBLAS, MKL, OpenMP) default to one thread per core in *every* worker;
@@ -87,14 +85,18 @@ if not _metrics_dir:
 os.makedirs(_metrics_dir, exist_ok=True)
 # Private to this server like the metrics directory; the app reads ML_APP_DRAIN_FILE.
 os.environ.setdefault("ML_APP_DRAIN_FILE", os.path.join(_metrics_dir, "draining"))
+# prometheus_client grows its files with truncate and writes through mmap: on a full tmpfs that
+# is SIGBUS, every new worker dead on its first write. Reserve the blocks first, so a full disk
+# only costs the metrics that do not fit (logged, counted), never a worker or a prediction.
+install_best_effort_files()
+_metrics_archive = MetricsArchive(_metrics_dir)
 
 
 def on_starting(server):
     """Empty the metrics directory: files from an earlier run would be counted again."""
     if server.master_pid:  # re-executed master (USR2): the old one's workers still write here
         return
-    for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
-        os.remove(stale)
+    _metrics_archive.clear()
     DrainMarker(os.environ["ML_APP_DRAIN_FILE"]).clear()
 
 
@@ -127,5 +129,9 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's gauges; its counters stay in the directory, so totals never drop."""
-    mark_process_dead(worker.pid, _metrics_dir)
+    """Fold a dead worker's counters into the archive files, drop its gauges.
+
+    Totals never drop, and recycled workers leave no files behind: the scrape stays as fast as
+    on the first day and the metrics volume cannot fill up.
+    """
+    _metrics_archive.fold(worker.pid)

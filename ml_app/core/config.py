@@ -24,6 +24,11 @@ def disable_onnx_telemetry() -> None:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
+def multiprocess_directory() -> str | None:
+    """prometheus_client's multiprocess directory (set by the start command), or None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from ml_app.core import metrics_files
 from ml_app.core.model import LoadedModel, Outputs
 from ml_app.core.snapshot import Snapshot
 
@@ -128,6 +129,13 @@ SHADOW_SECONDS = Histogram(
     buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+# --- The metrics files themselves ---------------------------------------------------------------
+METRICS_WRITE_FAILURES = Counter(
+    "ml_app_metrics_write_failures",
+    "Metrics files the disk refused to create or grow (full or read-only): their new series "
+    "count in the worker's memory only and are missing from /metrics.",
+)
+
 
 class ModelSeries:
     """One model version's series, resolved once so a request does no label lookups."""
@@ -227,6 +235,9 @@ def observe_http(method: str, rule: str | None, status: int, started: float | No
     """Count one answered request by URL rule (None: no rule matched), and time it."""
     count, latency = _http_series(method if method in _METHODS else "other", rule, status)
     count.inc()
+    failures = metrics_files.take_write_failures()
+    if failures:  # counted here, not where they happen: that is inside prometheus_client's lock
+        METRICS_WRITE_FAILURES.inc(failures)
     if latency is not None and started is not None:
         latency.observe(time.perf_counter() - started)
 

@@ -72,9 +72,9 @@ def test_counts_are_exact_across_workers_and_a_killed_worker(server: GunicornSer
     assert victim_share > 0
     os.kill(victim, signal.SIGKILL)
     server.wait_for_workers(gone={victim})
-    # child_exit dropped the dead worker's gauges; its counters stay in the merge.
-    assert not list(server.metrics_dir.glob(f"gauge_*_{victim}.db"))
-    assert (server.metrics_dir / f"counter_{victim}.db").exists()
+    # child_exit dropped the dead worker's gauges and folded its counters into the archive.
+    assert not list(server.metrics_dir.glob(f"*_{victim}.db"))
+    assert (server.metrics_dir / "counter_archive.db").exists()
     for _ in range(SCRAPES):  # the dead worker's counts are still in the merge: nothing drops
         assert_totals(scrape(server.url), PREDICTIONS, expected)
 
