@@ -266,12 +266,17 @@ class ModelStore:
 
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    write_bytes_atomic(path, orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def write_bytes_atomic(path: Path, content: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, then rename it over `path`."""
     handle = tempfile.NamedTemporaryFile(  # closed (by `with`) before the rename
         dir=path.parent, prefix=f".{path.name}-", delete=False
     )
     try:
         with handle:
-            handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(handle.name, 0o644)  # readable by a server running as another user
