@@ -1,0 +1,145 @@
+"""A damaged or unreadable store on real Gunicorn (3 workers, recycled by max_requests).
+
+The master preloads the store once; workers recycle every few dozen requests, so workers forked
+after the damage (from the master's state at start) serve beside ones that watched it happen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from ml_app.core import lifecycle
+from ml_app.core.store import ModelStore
+from tests.conftest import IRIS_SETOSA
+from tests.integration.server import GunicornServer
+from tests.integration.test_lifecycle import Load
+from tests.prometheus_text import Exposition
+from tests.store_helpers import add_version
+from tests.unit.test_damaged_store import make_unreadable
+
+WORKERS = 3
+RECYCLE_AFTER = 40  # GUNICORN_MAX_REQUESTS: many workers are forked during each test
+SETTLE = 30.0  # longest wait for every serving worker to agree (far past one interval)
+
+
+@pytest.fixture
+def recycling(store: Path, tmp_path: Path) -> Iterator[GunicornServer]:
+    """Gunicorn on the store whose workers recycle often and poll the store twice a second."""
+    with _server(store, tmp_path / "server.log") as running:
+        yield running
+
+
+def _server(store: Path, log: Path) -> GunicornServer:
+    return GunicornServer(
+        store,
+        log,
+        workers=WORKERS,
+        wait_for="/health/ready",
+        ML_APP_RELOAD_INTERVAL="0.5",
+        GUNICORN_MAX_REQUESTS=str(RECYCLE_AFTER),
+        GUNICORN_MAX_REQUESTS_JITTER="0",
+    )
+
+
+def _versions(url: str, path: str, count: int) -> list[tuple[int, str | None]]:
+    """(status, version) of `count` predictions posted to `path`, one connection each."""
+    answers = []
+    for _ in range(count):
+        response = requests.post(url + path, json={"features": IRIS_SETOSA}, timeout=10)
+        answers.append((response.status_code, response.json().get("version")))
+    return answers
+
+
+def _settle(url: str, path: str, version: str) -> None:
+    """Wait until 2 * RECYCLE_AFTER answers in a row (old and new workers) come from `version`."""
+    deadline = time.monotonic() + SETTLE
+    while _versions(url, path, 2 * RECYCLE_AFTER) != [(200, version)] * (2 * RECYCLE_AFTER):
+        assert time.monotonic() < deadline, f"workers never agreed on version {version} at {path}"
+
+
+def _served_pids_since(server: GunicornServer, since: float) -> set[int]:
+    return {
+        e["pid"]
+        for e in server.log_entries()
+        if e["logger"] == "ml_app.access" and datetime.fromisoformat(e["time"]).timestamp() > since
+    }
+
+
+def test_damaged_serving_version_keeps_serving_on_every_worker(recycling, store):
+    artifact = store / "iris" / "1" / "model.skops"
+    healthy = artifact.read_bytes()
+    with Load(recycling.url) as load:
+        load.wait_for_more(30)
+        damaged_at = time.time()
+        with artifact.open("r+b") as handle:  # truncated in place, as the operator's issue did
+            handle.truncate(100)
+        load.wait_for_more(10 * RECYCLE_AFTER)
+    failures = [(a.status, a.error) for a in load.answers if a.status != 200 or a.error]
+    assert failures == [], failures[:5]
+    assert {a.version for a in load.answers} == {"1"}
+    served = _served_pids_since(recycling, damaged_at + 1.0)  # one interval: all have polled
+    assert len(served) > WORKERS, "no worker was forked after the damage"
+    reported = {
+        e["pid"]
+        for e in recycling.log_entries()
+        if "version 1 failed re-verification" in e.get("problem", "")
+    }
+    assert served <= reported, served - reported
+
+    for _ in range(WORKERS * 2):  # whichever worker answers reports it
+        ready = requests.get(recycling.url + "/health/ready", timeout=5)
+        assert (ready.status_code, ready.json()["ready"]) == (200, True)
+        detail = requests.get(recycling.url + "/models/iris", timeout=5).json()
+        assert detail["default_version"] == "1"
+        assert detail["versions"][0]["state"] == "loaded"
+        assert "iris/1/model.skops failed its integrity check" in detail["problems"][0]
+        assert str(store) not in str(detail)
+    scrape = Exposition.parse(requests.get(recycling.url + "/metrics", timeout=5).text)
+    assert scrape.total("ml_app_model_routing_problems", model="iris") == 1
+    assert scrape.total("ml_app_model_load_failures_total", model="iris", version="1") >= WORKERS
+
+    artifact.write_bytes(healthy)  # restored: the problem clears everywhere
+    deadline = time.monotonic() + SETTLE
+    while any(
+        requests.get(recycling.url + "/models/iris", timeout=5).json()["problems"]
+        for _ in range(2 * RECYCLE_AFTER)
+    ):
+        assert time.monotonic() < deadline, "the restored version is still reported"
+    _settle(recycling.url, "/predict", "1")
+
+
+def test_unreadable_folder_fails_alone_and_every_worker_converges(recycling, store, tmp_path):
+    models = ModelStore(store)
+    add_version(store, "iris", "2")  # after the master loaded: new workers must catch up
+    lifecycle.set_alias(models, "iris", "production", "2")
+    _settle(recycling.url, "/predict", "2")
+
+    make_unreadable(add_version(store, "iris", "3"))
+    (add_version(store, "iris", "4") / "metadata.json").write_bytes(b"{not json")
+    lifecycle.set_alias(models, "iris", "staging", "1")  # a change after the bad folders
+    _settle(recycling.url, "/models/iris/versions/staging/predict", "1")
+    with Load(recycling.url) as load:
+        load.wait_for_more(10 * RECYCLE_AFTER)
+    assert {(a.status, a.version, a.error) for a in load.answers} == {(200, "2", None)}
+
+    for _ in range(WORKERS * 2):
+        ready = requests.get(recycling.url + "/health/ready", timeout=5)
+        assert (ready.status_code, ready.json()["ready"]) == (200, True)
+        detail = requests.get(recycling.url + "/models/iris", timeout=5).json()
+        states = {v["version"]: (v["state"], v.get("error", "")) for v in detail["versions"]}
+        assert states["3"][0] == states["4"][0] == "failed"
+        assert "iris/3/loop cannot be read" in states["3"][1]
+        assert "iris/4/metadata.json is not valid JSON" in states["4"][1]
+        assert str(store) not in str(detail)
+
+    recycling.stop()  # a restart with the bad folders serves the rest and reports them
+    with _server(store, tmp_path / "restart.log") as restarted:
+        assert _versions(restarted.url, "/predict", 10) == [(200, "2")] * 10
+        detail = requests.get(restarted.url + "/models/iris", timeout=5).json()
+        assert [v["state"] for v in detail["versions"]] == ["loaded", "loaded", "failed", "failed"]
