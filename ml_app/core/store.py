@@ -123,7 +123,11 @@ class ModelStore:
         """
         if not self.root.is_dir():
             return ("missing",)
-        return tuple((name, *self._model_fingerprint(name)) for name in self.model_names())
+        try:
+            names = self.model_names()
+        except OSError as exc:  # loading says why; this stops retries until the store changes
+            return (UNREADABLE, exc.errno)
+        return tuple((name, *self._model_fingerprint(name)) for name in names)
 
     def _model_fingerprint(self, name: str) -> tuple:
         folder = self.root / name
@@ -156,9 +160,10 @@ class ModelStore:
     def shown(self, path: Path) -> str:
         """How answers name a store file: relative to the store, never the server's layout."""
         try:
-            return Path(path).relative_to(self.root).as_posix()
+            relative = Path(path).relative_to(self.root).as_posix()
         except ValueError:
             return Path(path).name
+        return "the model store" if relative == "." else relative
 
     def explain(self, exc: OSError) -> str:
         """An OSError's reason, naming its file relative to the store."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,18 @@ def test_answers_name_store_files_relative_to_the_store(store, method, path):
     assert "iris/2/model.skops failed its integrity check" in body, body
     assert str(store) not in body
     assert str(store.parent) not in body
+
+
+def test_start_up_with_an_unreadable_store_is_not_ready_and_says_why(store, monkeypatch):
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == store:  # what listing a store the server may not read raises
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    client = create_app({"store": store, "reload_interval": 0}).test_client()
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.get_json()["reasons"] == ["the model store cannot be read: Permission denied"]
