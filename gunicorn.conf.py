@@ -83,6 +83,18 @@ def on_starting(server):
         os.remove(stale)
 
 
+def when_ready(server):
+    """Poll the store in the master too, so a worker forked later inherits verified models.
+
+    A worker forked after a version's file was damaged cannot verify it again; from the
+    master it inherits the copy its siblings loaded (and serve) before the damage.
+    """
+    if server.cfg.preload_app:
+        from ml_app.web.worker import start_master
+
+        start_master(server.app.wsgi())
+
+
 def pre_fork(server, worker):
     """Freeze the preloaded objects so a worker's garbage collector leaves their pages shared.
 
