@@ -88,8 +88,9 @@ def register_version(store: ModelStore, policy: LoadPolicy, new: NewVersion) -> 
             metadata["versions"]["sklearn"] = trained_with
             metadata["registered_from"] = Path(new.artifact).name
             validate_candidate(name, version, estimator, metadata)
-            if new.alias:
-                _routing(store, name)  # the alias's history must be writable too
+            if new.alias:  # the alias's files must be readable to be rewritten
+                _aliases(store, name)
+                _routing(store, name)
             return version, metadata
 
         with _locked(store, name, check, create=True) as (version, metadata):
@@ -111,7 +112,8 @@ def set_alias(store: ModelStore, name: str, alias: str, version: str) -> dict[st
 
     def check() -> None:
         _require_versions(store, name, [version])
-        _routing(store, name)  # the alias's history must be readable to be rewritten
+        _aliases(store, name)  # both control files must be readable to be rewritten
+        _routing(store, name)
 
     with _locked(store, name, check):
         return _point_alias(store, name, alias, version)
@@ -119,10 +121,10 @@ def set_alias(store: ModelStore, name: str, alias: str, version: str) -> dict[st
 
 def _point_alias(store: ModelStore, name: str, alias: str, version: str) -> dict[str, str]:
     """Write the alias and its history; the caller holds the model's lock."""
+    aliases = {**_aliases(store, name), alias: version}
     routing = _routing(store, name).with_alias_target(alias, version)
     # History first: a poll between the two writes still sees a consistent alias.
     store.write_routing(name, routing.to_json())
-    aliases = {**store.aliases(name), alias: version}
     store.write_aliases(name, aliases)
     return aliases
 
@@ -154,7 +156,7 @@ def remove_alias(store: ModelStore, name: str, alias: str) -> dict[str, str]:
 
     def check() -> dict[str, str]:
         _require_model(store, name)
-        aliases = store.aliases(name)
+        aliases = _aliases(store, name)
         if alias not in aliases:
             raise NotInStore(f"model {name} has no alias {alias!r}")
         return aliases
@@ -187,7 +189,7 @@ def describe(store: ModelStore, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "versions": store.versions(name),
-        "aliases": store.aliases(name),
+        "aliases": _aliases(store, name),
         "split": dict(routing.split) or None,
         "shadow": list(routing.shadow),
     }
@@ -234,6 +236,13 @@ def _routing(store: ModelStore, name: str) -> RoutingConfig:
         raise LifecycleError(str(exc)) from exc
 
 
+def _aliases(store: ModelStore, name: str) -> dict[str, str]:
+    try:
+        return store.aliases(name)
+    except StoreError as exc:
+        raise LifecycleError(str(exc)) from exc
+
+
 def _require_model(store: ModelStore, name: str) -> None:
     if not is_valid_name(name) or not (store.root / name).is_dir() or not store.versions(name):
         raise NotInStore(f"model {name!r} is not in the store")
@@ -243,7 +252,7 @@ def _require_versions(
     store: ModelStore, name: str, targets: Iterable[str], aliases_too: bool = False
 ) -> None:
     _require_model(store, name)
-    known = set(store.versions(name)) | (set(store.aliases(name)) if aliases_too else set())
+    known = set(store.versions(name)) | (set(_aliases(store, name)) if aliases_too else set())
     missing = [t for t in targets if t not in known]
     if missing:
         have = ", ".join(sorted(known, key=version_sort_key))

@@ -166,3 +166,24 @@ def test_a_version_whose_alias_cannot_be_set_is_not_left_serving(store, artifact
     client = create_app({"store": store, "reload_interval": 0}).test_client()
     served = client.post("/predict", json={"features": IRIS_SETOSA}).get_json()
     assert served["version"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/admin/models/iris", None),
+        ("put", "/admin/models/iris/aliases/staging", {"version": "1"}),
+        ("delete", "/admin/models/iris/aliases/production", None),
+        ("put", "/admin/models/iris/split", {"weights": {"production": 1, "2": 1}}),
+        ("put", "/admin/models/iris/shadow", {"versions": ["production"]}),
+    ],
+)
+def test_admin_request_on_a_half_edited_aliases_file_is_refused(staged, method, path, body):
+    (staged / "iris" / "aliases.json").write_bytes(b'{"production": ')
+    client = create_app({"store": staged, "reload_interval": 0, "admin_token": TOKEN}).test_client()
+    before = store_files(staged)
+    response = getattr(client, method)(path, json=body, headers=AUTH)
+    answer = response.get_json()
+    assert (response.status_code, answer["code"]) == (422, "invalid_input"), answer
+    assert answer["error"].startswith("iris/aliases.json is not valid JSON")
+    assert store_files(staged) == before
