@@ -77,6 +77,7 @@ ADMIN_REFUSALS = [
     ("post", "/admin/models/iris/versions", {"metadata": '{"task": "regression"}'}, 422),
     ("post", "/admin/models/fresh/versions", {}, 422),  # a new model needs feature names
     ("post", "/admin/models/diabetes/versions", {}, 422),  # 4 features for a 10-feature model
+    ("get", "/admin/models/nope", None, 404),
     ("put", "/admin/models/iris/aliases/production", {"version": "9"}, 404),
     ("put", "/admin/models/iris/aliases/4", {"version": "1"}, 422),
     ("put", "/admin/models/nope/aliases/production", {"version": "1"}, 404),
@@ -109,7 +110,20 @@ def test_refused_admin_request_changes_nothing(staged, artifacts, method, path, 
     assert store_files(staged) == before
 
 
+@pytest.mark.parametrize(
+    ("upload", "status"),
+    [({}, 400), ({"artifact": (io.BytesIO(b"\x80\x04junk"), "model.pkl")}, 422)],
+)
+def test_refused_upload_changes_nothing(staged, upload, status):
+    client = create_app({"store": staged, "reload_interval": 0, "admin_token": TOKEN}).test_client()
+    before = store_files(staged)
+    response = client.post("/admin/models/iris/versions", data=upload, headers=AUTH)
+    assert (response.status_code, response.get_json()["status"]) == (status, status)
+    assert store_files(staged) == before
+
+
 CLI_REFUSALS = [
+    ["list", "nope"],
     ["register", "iris", "{forest}", "--alias", "not an alias!"],
     ["register", "iris", "{forest}", "--alias", "7"],
     ["register", "iris", "{forest}", "--version", "2"],
