@@ -92,7 +92,7 @@ def test_a_fork_during_a_build_waits_for_it_so_the_child_can_reload(store, monke
         pid = os.fork()
         if pid == 0:  # the child: its reload lock must be free, as a fresh worker needs it
             signal.alarm(10)  # a lock inherited held would block for ever: die instead
-            state.registry.refresh()
+            state.registry.hold_reloads()  # what the worker's first refresh takes
             os._exit(0)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
