@@ -101,7 +101,16 @@ def on_starting(server):
 
 
 def when_ready(server):
-    """On SIGTERM, report not ready first, and stop serving GUNICORN_DRAIN_SECONDS later."""
+    """Poll the store in the master too; on SIGTERM, report not ready before stopping.
+
+    A worker forked after a version's file was damaged cannot verify it again; from the
+    master it inherits the copy its siblings loaded (and serve) before the damage. SIGTERM
+    marks the server as draining and stops it GUNICORN_DRAIN_SECONDS later (ml_app.web.shutdown).
+    """
+    if server.cfg.preload_app:
+        from ml_app.web.worker import start_master
+
+        start_master(server.app.wsgi())
     if _drain_seconds > 0:
         drain_on_sigterm(server, _drain_seconds, DrainMarker(os.environ["ML_APP_DRAIN_FILE"]))
 

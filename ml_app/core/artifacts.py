@@ -27,19 +27,23 @@ PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 BUILTIN_TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
 
 
-def read_estimator(path: Path, policy: LoadPolicy) -> tuple[Any, str | None]:
+def read_estimator(
+    path: Path, policy: LoadPolicy, shown: str | None = None
+) -> tuple[Any, str | None]:
     """The estimator in `path`, and the scikit-learn version it says it was saved with.
 
     The version is known for pickles (scikit-learn warns when it differs); skops files do not
-    record it (None). StoreError says why a file cannot be loaded.
+    record it (None). StoreError says why a file cannot be loaded, naming the file as `shown`
+    (default: its name), since messages reach API answers and the server's paths must not.
     """
+    shown = shown or path.name
     if path.suffix == SKOPS_SUFFIX:
-        return load_skops(path, policy), None
+        return load_skops(path, policy, shown), None
     if path.suffix not in PICKLE_SUFFIXES:
-        raise StoreError(f"{path}: expected a .skops file (or .joblib/.pkl with pickle allowed)")
+        raise StoreError(f"{shown}: expected a .skops file (or .joblib/.pkl with pickle allowed)")
     if not policy.allow_pickle:
         raise StoreError(
-            f"{path} is a pickle file, which can run arbitrary code when loaded; "
+            f"{shown} is a pickle file, which can run arbitrary code when loaded; "
             "set ML_APP_ALLOW_PICKLE=true (or pass --allow-pickle) to trust it"
         )
     with warnings.catch_warnings(record=True) as caught:
@@ -47,7 +51,7 @@ def read_estimator(path: Path, policy: LoadPolicy) -> tuple[Any, str | None]:
         try:
             estimator = joblib.load(path)
         except Exception as exc:
-            raise StoreError(f"{path} could not be loaded: {exc}") from exc
+            raise StoreError(f"{shown} could not be loaded: {_cause(exc)}") from exc
     saved_with = None
     for warning in caught:
         if isinstance(warning.message, InconsistentVersionWarning):
@@ -66,24 +70,29 @@ def check_sklearn_version(trained_with: str | None, policy: LoadPolicy, what: st
     )
 
 
+def _cause(exc: Exception) -> str:
+    """An exception's reason without the absolute path an OSError would add."""
+    return (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+
+
 def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-def load_skops(artifact: Path, policy: LoadPolicy) -> Any:
+def load_skops(artifact: Path, policy: LoadPolicy, shown: str) -> Any:
     """Load a skops file, refusing types that neither skops nor the operator trusts."""
     try:
         untrusted = skops.io.get_untrusted_types(file=artifact)
     except Exception as exc:
-        raise StoreError(f"{artifact} could not be loaded: {exc}") from exc
+        raise StoreError(f"{shown} could not be loaded: {_cause(exc)}") from exc
     trusted = BUILTIN_TRUSTED_TYPES + policy.trusted_types
     refused = [t for t in untrusted if t not in trusted]
     if refused:
         raise StoreError(
-            f"{artifact} contains types that are not trusted: {', '.join(refused)}; list them in "
+            f"{shown} contains types that are not trusted: {', '.join(refused)}; list them in "
             "ML_APP_TRUSTED_TYPES if you trust this file"
         )
     try:
         return skops.io.load(artifact, trusted=list(untrusted) or None)
     except Exception as exc:
-        raise StoreError(f"{artifact} could not be loaded: {exc}") from exc
+        raise StoreError(f"{shown} could not be loaded: {_cause(exc)}") from exc

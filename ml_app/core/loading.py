@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from ml_app.core import metrics
@@ -17,7 +18,7 @@ from ml_app.core.errors import StoreError
 from ml_app.core.model import LoadedModel
 from ml_app.core.routing import RoutingConfig, TrafficSplit
 from ml_app.core.snapshot import DEFAULT_ALIAS, ModelEntry, Snapshot, VersionState
-from ml_app.core.store import LoadPolicy, ModelStore
+from ml_app.core.store import UNREADABLE, LoadPolicy, ModelStore
 
 log = logging.getLogger("ml_app.registry")
 # Which backend serves a version is the inference side's news.
@@ -32,15 +33,15 @@ def build_snapshot(
     try:
         names = store.model_names()
     except (StoreError, OSError) as exc:
-        log.error("model store unreadable: %s", exc)
+        log.error("model store %s unreadable: %s", store.root, exc)
         # Keep serving what was loaded; this fingerprint stops retries until the store changes.
         kept = previous.models if previous else {}
-        return Snapshot(kept, default_model, str(exc), fingerprint)
+        return Snapshot(kept, default_model, _reason(store, exc), fingerprint)
     old = previous.models if previous else {}
     entries = (_build_entry(store, policy, name, old.get(name)) for name in names)
     # A folder with no version yet (a first registration in progress) is not a model yet.
     models = {entry.name: entry for entry in entries if entry.versions or entry.error}
-    error = None if models else f"no models in {store.root}"
+    error = None if models else "no models in the model store"
     return Snapshot(models, default_model, error, fingerprint)
 
 
@@ -53,11 +54,12 @@ def _build_entry(
         routing = RoutingConfig.from_json(store.routing(name))
     except (StoreError, OSError) as exc:
         log.error("model %s unreadable: %s", name, exc)
+        reason = _reason(store, exc)
         if previous is None:
-            return ModelEntry(name=name, versions={}, aliases={}, error=str(exc))
+            return ModelEntry(name=name, versions={}, aliases={}, error=reason)
         # A half-edited control file must not take a serving model down: keep the last good.
-        problem = f"store unreadable, still serving the last good state: {exc}"
-        return _with_problems(previous, (problem,), error=str(exc))
+        problem = f"store unreadable, still serving the last good state: {reason}"
+        return _with_problems(previous, (problem,), error=reason)
     cached = previous.versions if previous else {}
     states = {v: _version_state(store, policy, name, v, cached.get(v)) for v in versions}
     return _route_entry(name, states, aliases, routing)
@@ -66,7 +68,12 @@ def _build_entry(
 def _route_entry(
     name: str, states: dict[str, VersionState], aliases: dict[str, str], routing: RoutingConfig
 ) -> ModelEntry:
-    problems: list[str] = []
+    problems = [
+        f"version {version} failed re-verification; still serving the copy verified earlier: "
+        f"{state.reverify_error}"
+        for version, state in states.items()
+        if state.reverify_error
+    ]
     serving = {
         alias: _alias_target(alias, target, routing.history.get(alias, ()), states, problems)
         for alias, target in aliases.items()
@@ -160,7 +167,19 @@ def _version_state(
     stamp = store.version_stamp(name, version)
     if cached is not None and cached.stamp == stamp:
         return cached  # versions are immutable: the same folder is the same model
-    return load_version(store, policy, name, version, stamp)
+    fresh = load_version(store, policy, name, version, stamp)
+    if fresh.model is None and cached is not None and cached.model is not None:
+        # The copy in memory verified; a damaged or unreadable file is reported, not obeyed.
+        # The new stamp stops retries until the folder changes again (e.g. it is restored).
+        return replace(cached, stamp=stamp, reverify_error=fresh.error)
+    return fresh
+
+
+def _reason(store: ModelStore, exc: BaseException) -> str:
+    """Why loading failed, for answers: store files named relative to the store."""
+    if isinstance(exc, OSError):
+        return store.explain(exc)
+    return str(exc) or type(exc).__name__
 
 
 def load_version(
@@ -170,13 +189,20 @@ def load_version(
     started = time.perf_counter()
     state = VersionState(version=version, stamp=stamp)
     try:
+        if stamp[:1] == (UNREADABLE,):
+            raise StoreError(stamp[1])
         state.metadata = store.read_metadata(name, version)
         state.model = load_model(store, name, version, state.metadata, policy)
     except Exception as exc:  # noqa: BLE001 - any broken artifact must leave the server up
-        state.error = str(exc) or type(exc).__name__
+        state.error = _reason(store, exc)
         metrics.VERSION_LOAD_FAILURES.labels(model=name, version=version).inc()
     state.load_seconds = time.perf_counter() - started
-    fields = {"model": name, "version": version, "load_seconds": round(state.load_seconds, 4)}
+    fields = {
+        "model": name,
+        "version": version,
+        "load_seconds": round(state.load_seconds, 4),
+        "store": str(store.root),  # answers name files relative to it; operators need where
+    }
     if state.model:
         log.info(
             "model %s version %s loaded in %.3fs",
@@ -203,7 +229,7 @@ def load_estimator(
     artifact = store.artifact_path(name, version, metadata)
     trained_with = str(metadata.get("versions", {}).get("sklearn", "")) or None
     check_sklearn_version(trained_with, policy, f"model {name} version {version}")
-    return read_estimator(artifact, policy)[0]
+    return read_estimator(artifact, policy, store.shown(artifact))[0]
 
 
 def load_model(

@@ -24,10 +24,10 @@ INHERITED_KEYS = ("feature_names", "target_names", "task", "reference_sample", "
 def load_artifact(path: Path, policy: LoadPolicy) -> tuple[Any, str]:
     """The estimator in an uploaded file and the scikit-learn version it was saved with."""
     if not path.is_file():
-        raise StoreError(f"{path} is not a file")
+        raise StoreError(f"{path.name} is not a file")
     estimator, saved_with = read_estimator(path, policy)
     trained_with = saved_with or sklearn.__version__  # skops records none: taken as ours
-    check_sklearn_version(trained_with, policy, str(path))
+    check_sklearn_version(trained_with, policy, path.name)
     return estimator, trained_with
 
 

@@ -40,17 +40,37 @@ class ModelRegistry:
         Loaded versions are reused, so only new or changed ones are read from disk.
         """
         with self._reloading:
-            current = self._snapshot
-            if self.store.fingerprint() == current.fingerprint:
+            try:
+                return self._rebuild()
+            except Exception:  # the poller must survive anything; the old snapshot serves on
+                log.exception("model store reload failed; the previous state keeps serving")
+                metrics.STORE_RELOADS.labels("failed").inc()  # under the lock: see hold_reloads
                 return False
-            fresh = build_snapshot(self.store, self.policy, self.default_model, current)
-            if fresh.store_error and current.models:
-                metrics.STORE_RELOADS.labels("failed").inc()
-            else:
-                metrics.STORE_RELOADS.labels("applied").inc()
-            self._swap(fresh)
-            _log_changes(current, fresh)
-            return True
+
+    def hold_reloads(self) -> None:
+        """Wait for a build in progress and hold off new ones (just before fork).
+
+        A child forked while the lock (or a metrics file lock) is held by a building thread
+        would inherit it held, with no thread left to release it.
+        """
+        self._reloading.acquire()
+
+    def release_reloads(self) -> None:
+        """Let builds run again (just after fork, in the parent and in the child)."""
+        self._reloading.release()
+
+    def _rebuild(self) -> bool:
+        current = self._snapshot
+        if self.store.fingerprint() == current.fingerprint:
+            return False
+        fresh = build_snapshot(self.store, self.policy, self.default_model, current)
+        if fresh.store_error and current.models:
+            metrics.STORE_RELOADS.labels("failed").inc()
+        else:
+            metrics.STORE_RELOADS.labels("applied").inc()
+        self._swap(fresh)
+        _log_changes(current, fresh)
+        return True
 
     def snapshot(self) -> Snapshot:
         """The state in force now; hold on to it to read several things consistently."""

@@ -1,10 +1,11 @@
-"""Hot reload: every worker polls the store's fingerprint and swaps in a new snapshot on change.
+"""Hot reload: every process polls the store's fingerprint and swaps in a new snapshot on change.
 
-With `preload_app` the Gunicorn master loads the store once, before forking, and never serves,
-so it never reloads: its copy only seeds new workers. Each worker, before its first request
-(Gunicorn's post_worker_init hook, or the first request under any other server), brings itself
-up to date synchronously, so a worker forked late from a stale master never serves old state,
-and then starts a daemon thread that calls `registry.refresh()` every `reload_interval` seconds.
+With `preload_app` the Gunicorn master loads the store before forking and never serves; it polls
+too (`watch_from_master`), so a worker forked later inherits the verified copies its siblings
+serve, even of a version whose file was damaged after they loaded it. Each worker, before its
+first request (Gunicorn's post_worker_init hook, or the first request under any other server),
+brings itself up to date synchronously, then starts a daemon thread that calls
+`registry.refresh()` every `reload_interval` seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import threading
 import weakref
 
-from ml_app.core import metrics
 from ml_app.core.registry import ModelRegistry
 
 log = logging.getLogger("ml_app.reload")
@@ -39,7 +39,10 @@ class StoreWatcher:
         with self._lock:
             if self._pid == pid:
                 return
-            _refresh(self.registry)
+            if self._pid is not None:
+                # Forked from a watching process: its poller may have held this event's lock.
+                self._stop = threading.Event()
+            self.registry.refresh()
             self.thread = threading.Thread(
                 target=_poll,
                 args=(weakref.ref(self.registry), self.interval, self._stop),
@@ -54,6 +57,24 @@ class StoreWatcher:
         """Stop polling (the thread ends at its next wake-up)."""
         self._stop.set()
 
+    def watch_from_master(self) -> None:
+        """Poll in a process that forks serving workers; every fork waits for a build to end."""
+        if self.interval <= 0 or self._pid == os.getpid():
+            return
+        registry = weakref.ref(self.registry)
+        os.register_at_fork(
+            before=lambda: _call(registry, "hold_reloads"),
+            after_in_parent=lambda: _call(registry, "release_reloads"),
+            after_in_child=lambda: _call(registry, "release_reloads"),
+        )
+        self.ensure_running()
+
+
+def _call(registry_ref: weakref.ref, method: str) -> None:
+    registry = registry_ref()
+    if registry is not None:
+        getattr(registry, method)()
+
 
 def _poll(registry_ref: weakref.ref, interval: float, stop: threading.Event) -> None:
     # A weak reference: an app that is gone (tests make many) lets its thread end.
@@ -61,13 +82,5 @@ def _poll(registry_ref: weakref.ref, interval: float, stop: threading.Event) -> 
         registry = registry_ref()
         if registry is None:
             return
-        _refresh(registry)
+        registry.refresh()  # never raises: a failed reload is logged and counted
         del registry
-
-
-def _refresh(registry: ModelRegistry) -> None:
-    try:
-        registry.refresh()
-    except Exception:  # the thread must survive anything; the old snapshot keeps serving
-        log.exception("model store reload failed; the previous state keeps serving")
-        metrics.STORE_RELOADS.labels("failed").inc()

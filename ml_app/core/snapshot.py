@@ -22,6 +22,8 @@ class VersionState:
     metadata: dict[str, Any] = field(default_factory=dict)
     load_seconds: float = 0.0
     stamp: tuple = ()  # the version folder's stat when loaded; a changed folder is reloaded
+    # Set when the folder changed and no longer verifies: the model above still serves.
+    reverify_error: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The version's state and metadata for the API."""
@@ -32,6 +34,8 @@ class VersionState:
         }
         if self.error:
             described["error"] = self.error
+        if self.reverify_error:
+            described["problem"] = f"failed re-verification: {self.reverify_error}"
         described["metadata"] = self.model.describe() if self.model else self.metadata
         return described
 

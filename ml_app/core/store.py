@@ -30,6 +30,8 @@ ONNX_ARTIFACT = "model.onnx"
 # Files that run code when loaded; read only when the operator opts in (ml_app.core.artifacts).
 PICKLE_ARTIFACTS = ("model.joblib", "model.pkl", "model.pickle")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The first item of a version stamp whose folder cannot be listed; the second says why.
+UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class ModelStore:
     def model_names(self) -> list[str]:
         """Names of the models in the store; raises StoreError when the store is unreadable."""
         if not self.root.is_dir():
-            raise StoreError(f"model store {self.root} does not exist")
+            raise StoreError("the model store does not exist (ML_APP_STORE)")
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_valid_name(p.name))
 
     def versions(self, name: str) -> list[str]:
@@ -92,12 +94,12 @@ class ModelStore:
     def aliases(self, name: str) -> dict[str, str]:
         """The model's alias -> version map ({} when it has none)."""
         path = self.root / name / ALIASES_FILE
-        aliases = _json_object(path, "a JSON object of alias -> version", missing={})
+        aliases = self._json_object(path, "a JSON object of alias -> version", missing={})
         return {str(k): str(v) for k, v in aliases.items()}
 
     def routing(self, name: str) -> dict[str, Any]:
         """The model's routing.json as a dict ({} when it has none); core.routing parses it."""
-        return _json_object(self.root / name / ROUTING_FILE, missing={})
+        return self._json_object(self.root / name / ROUTING_FILE, missing={})
 
     def write_aliases(self, name: str, aliases: dict[str, str]) -> None:
         """Replace the model's aliases.json atomically."""
@@ -121,12 +123,20 @@ class ModelStore:
         """
         if not self.root.is_dir():
             return ("missing",)
-        return tuple((name, *self._model_fingerprint(name)) for name in self.model_names())
+        try:
+            names = self.model_names()
+        except OSError as exc:  # loading says why; this stops retries until the store changes
+            return (UNREADABLE, exc.errno)
+        return tuple((name, *self._model_fingerprint(name)) for name in names)
 
     def _model_fingerprint(self, name: str) -> tuple:
         folder = self.root / name
-        controls = tuple(_read_or_none(folder / f) for f in (ALIASES_FILE, ROUTING_FILE))
-        return controls + tuple((v, self.version_stamp(name, v)) for v in self.versions(name))
+        try:
+            controls = tuple(_read_or_none(folder / f) for f in (ALIASES_FILE, ROUTING_FILE))
+            versions = self.versions(name)
+        except OSError as exc:  # one unreadable model must not stop reloads of the others
+            return (UNREADABLE, exc.errno)
+        return controls + tuple((v, self.version_stamp(name, v)) for v in versions)
 
     def version_stamp(self, name: str, version: str) -> tuple:
         """The version folder's inode, mtime and file sizes/mtimes: equal stamps, same files."""
@@ -139,11 +149,28 @@ class ModelStore:
             stat = folder.stat()
         except FileNotFoundError:  # removed between listing and stat: the next poll sees it
             return ("gone",)
+        except OSError as exc:  # e.g. no permission: this version fails, the others load
+            return (UNREADABLE, self.explain(exc))
         return (stat.st_ino, stat.st_mtime_ns, tuple(files))
 
     def read_metadata(self, name: str, version: str) -> dict[str, Any]:
         """The version's metadata.json as a dict."""
-        return _json_object(self.root / name / version / METADATA_FILE)
+        return self._json_object(self.root / name / version / METADATA_FILE)
+
+    def shown(self, path: Path) -> str:
+        """How answers name a store file: relative to the store, never the server's layout."""
+        try:
+            relative = Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return Path(path).name
+        return "the model store" if relative == "." else relative
+
+    def explain(self, exc: OSError) -> str:
+        """An OSError's reason, naming its file relative to the store."""
+        reason = exc.strerror or type(exc).__name__
+        return (
+            f"{self.shown(Path(exc.filename))} cannot be read: {reason}" if exc.filename else reason
+        )
 
     def artifact_path(self, name: str, version: str, metadata: dict) -> Path:
         """The version's estimator file, checked against the sha256 its metadata records."""
@@ -151,11 +178,13 @@ class ModelStore:
         artifact = self._artifact_path(folder)
         expected = metadata.get("sha256")
         if not expected:
-            raise StoreError(f"{folder / METADATA_FILE} has no sha256 for {artifact.name}")
+            raise StoreError(
+                f"{self.shown(folder / METADATA_FILE)} has no sha256 for {artifact.name}"
+            )
         actual = sha256_of(artifact)
         if actual != expected:
             raise StoreError(
-                f"{artifact} failed its integrity check: sha256 is {actual}, "
+                f"{self.shown(artifact)} failed its integrity check: sha256 is {actual}, "
                 f"metadata says {expected}"
             )
         return artifact
@@ -171,11 +200,11 @@ class ModelStore:
         try:
             model = path.read_bytes()
         except FileNotFoundError as exc:
-            raise StoreError(f"{path} is missing") from exc
+            raise StoreError(f"{self.shown(path)} is missing") from exc
         actual = hashlib.sha256(model).hexdigest()
         if actual != info.get("sha256"):
             raise StoreError(
-                f"{path} failed its integrity check: sha256 is {actual}, "
+                f"{self.shown(path)} failed its integrity check: sha256 is {actual}, "
                 f"metadata says {info.get('sha256')}"
             )
         return model, str(info.get("input_dtype", "float32"))
@@ -199,7 +228,7 @@ class ModelStore:
         model_dir.mkdir(parents=True, exist_ok=True)
         final = model_dir / version
         if final.exists():
-            raise StoreError(f"{final} already exists; versions are immutable")
+            raise StoreError(f"{self.shown(final)} already exists; versions are immutable")
         staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=model_dir))
         try:
             skops.io.dump(estimator, staging / SKOPS_ARTIFACT)
@@ -221,32 +250,38 @@ class ModelStore:
         for candidate in (SKOPS_ARTIFACT, *PICKLE_ARTIFACTS):
             if (folder / candidate).exists():
                 return folder / candidate
-        raise StoreError(f"{folder} has no model artifact ({SKOPS_ARTIFACT})")
+        raise StoreError(f"{self.shown(folder)} has no model artifact ({SKOPS_ARTIFACT})")
 
-
-def _json_object(path: Path, shape: str = "a JSON object", missing: dict | None = None) -> dict:
-    """A file holding one JSON object; `missing` when it does not exist (None: an error)."""
-    try:
-        value = orjson.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        if missing is not None:
-            return missing
-        raise StoreError(f"{path} is missing") from exc
-    except orjson.JSONDecodeError as exc:
-        raise StoreError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise StoreError(f"{path} must hold {shape}")
-    return value
+    def _json_object(
+        self, path: Path, shape: str = "a JSON object", missing: dict | None = None
+    ) -> dict:
+        """A file holding one JSON object; `missing` when it does not exist (None: an error)."""
+        try:
+            value = orjson.loads(path.read_bytes())
+        except FileNotFoundError as exc:
+            if missing is not None:
+                return missing
+            raise StoreError(f"{self.shown(path)} is missing") from exc
+        except orjson.JSONDecodeError as exc:
+            raise StoreError(f"{self.shown(path)} is not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise StoreError(f"{self.shown(path)} must hold {shape}")
+        return value
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    write_bytes_atomic(path, orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def write_bytes_atomic(path: Path, content: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, then rename it over `path`."""
     handle = tempfile.NamedTemporaryFile(  # closed (by `with`) before the rename
         dir=path.parent, prefix=f".{path.name}-", delete=False
     )
     try:
         with handle:
-            handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(handle.name, 0o644)  # readable by a server running as another user

@@ -77,7 +77,10 @@ def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     policy = LoadPolicy.from_settings(settings)
     if allow_pickle:
         policy = LoadPolicy(policy.allow_version_mismatch, True, policy.trusted_types)
-    metadata = orjson.loads(metadata_file.read()) if metadata_file else {}
+    try:
+        metadata = orjson.loads(metadata_file.read()) if metadata_file else {}
+    except orjson.JSONDecodeError as exc:
+        raise click.ClickException(f"--metadata is not valid JSON: {exc}") from None
     if not isinstance(metadata, dict):
         raise click.ClickException("--metadata must hold a JSON object")
     if features:

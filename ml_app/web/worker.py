@@ -1,6 +1,7 @@
 """What each serving process does before its first request: catch up with the store, poll it.
 
-With `preload_app` the Gunicorn master loads the store once, before forking, and never serves.
+With `preload_app` the Gunicorn master loads the store before forking and never serves; it polls
+the store too (`start_master`), so workers it forks later start from its newest verified state.
 Each worker brings itself up to date in Gunicorn's post_worker_init hook (`start_worker`), or,
 under any other server, on its first request (ml_app.web.context opens each request with the
 watcher's `ensure_running`, which costs a pid comparison once it runs), then polls the store.
@@ -18,3 +19,10 @@ def start_worker(app: object) -> None:
     if state is not None and state.watcher is not None:
         state.watcher.ensure_running()
     publish_model_state(app)
+
+
+def start_master(app: object) -> None:
+    """Gunicorn when_ready (preloaded app): keep the master's copy fresh for later forks."""
+    state = state_of(app)
+    if state is not None and state.watcher is not None:
+        state.watcher.watch_from_master()

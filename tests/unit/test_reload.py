@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 from ml_app import create_app
-from ml_app.core import lifecycle
+from ml_app.core import lifecycle, loading
+from ml_app.core import registry as registry_module
 from ml_app.core.store import ModelStore
 from ml_app.web.worker import start_worker
 from tests.support.polling import wait_until
@@ -66,3 +71,32 @@ def test_watcher_starts_once_per_process_and_not_at_all_when_off(store):
     add_version(store, "iris", "2")
     assert _version(off.test_client()) == "1"  # read once, at start
     start_worker(object())  # anything that is not our app is left alone
+
+
+def test_a_fork_during_a_build_waits_for_it_so_the_child_can_reload(store, monkeypatch):
+    app = create_app({"store": store, "reload_interval": 0.01})
+    state = app.extensions["ml_app"]
+    building, release = threading.Event(), threading.Event()
+    real_build = loading.build_snapshot
+
+    def slow_build(*args, **kwargs):
+        building.set()
+        release.wait(10)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(registry_module, "build_snapshot", slow_build)
+    state.watcher.watch_from_master()  # what the Gunicorn master does once it is ready
+    try:
+        add_version(store, "iris", "2")
+        assert building.wait(10), "the master's poller never started a build"
+        threading.Timer(0.3, release.set).start()  # the fork below waits for this build
+        pid = os.fork()
+        if pid == 0:  # the child: its reload lock must be free, as a fresh worker needs it
+            signal.alarm(10)  # a lock inherited held would block for ever: die instead
+            state.registry.hold_reloads()  # what the worker's first refresh takes
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert state.registry.resolve().version == "2"  # the parent's build went through
+    finally:
+        state.watcher.stop()
