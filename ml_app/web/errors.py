@@ -37,9 +37,8 @@ def error_response(
         "code": code,
         "status": status,
         "request_id": context.request_id,
+        "details": details or {},  # always there: one shape for every error
     }
-    if details:
-        body["details"] = details
     return json_response(body, status)
 
 

@@ -127,6 +127,7 @@ def test_a_body_over_the_limit_gets_a_json_413_the_client_can_read(proxied):
         "code": "payload_too_large",
         "status": 413,
         "request_id": "too-big-1",
+        "details": {},
     }
     assert response.headers["X-Request-ID"] == "too-big-1"
 

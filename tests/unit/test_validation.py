@@ -169,6 +169,7 @@ def test_unknown_model_is_404(client):
         "code": "model_not_found",
         "status": 404,
         "request_id": response.headers["X-Request-ID"],
+        "details": {},
     }
 
 

@@ -26,6 +26,7 @@ class ErrorBody(Schema):
     status = fields.Integer(required=True)
     request_id = fields.String(allow_none=True, metadata={"description": "Also in X-Request-ID"})
     details = fields.Dict(
+        required=True,
         keys=fields.String(),
         values=fields.List(fields.String()),
         metadata={"description": "Messages by field path, e.g. features.3"},
