@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from ml_app.core.process import process_id
+
 access_log = logging.getLogger("ml_app.access")
 
 
@@ -52,9 +54,6 @@ def _timestamp(created: float) -> str:
 
 
 _last_second: list[Any] = [None, ""]
-# This process's id, as every line reports it; a forked child learns its own.
-_pid = [os.getpid()]
-os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
 def configure_logging(level: str) -> None:
@@ -93,7 +92,7 @@ def _access_line(request_id: str, fields: dict[str, Any]) -> bytes:
         "level": "INFO",
         "logger": access_log.name,
         "message": "request",
-        "pid": _pid[0],
+        "pid": process_id(),
         "request_id": request_id,
         **fields,
     }

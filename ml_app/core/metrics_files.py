@@ -34,6 +34,8 @@ from prometheus_client.mmap_dict import (
 )
 from prometheus_client.multiprocess import mark_process_dead
 
+from ml_app.core.process import process_id
+
 log = logging.getLogger("ml_app.metrics")
 
 # Types whose samples add across processes (the collector sums them), so folding is a sum.
@@ -140,8 +142,16 @@ class BestEffortMmapedDict(ReservedMmapedDict):
 
 
 def install_best_effort_files() -> None:
-    """Make prometheus_client's multiprocess values use BestEffortMmapedDict (before any metric)."""
+    """Make prometheus_client's multiprocess values use BestEffortMmapedDict (before any metric).
+
+    Their process identifier becomes a pid cached per process (refreshed in a forked child
+    before it runs any Python): each value update asked the kernel with getpid(), eight system
+    calls per prediction, for an answer that only changes at fork.
+    """
     prometheus_client.values.MmapedDict = BestEffortMmapedDict
+    if getattr(prometheus_client.values.ValueClass, "_multiprocess", False):
+        values = prometheus_client.values
+        values.ValueClass = values.MultiProcessValue(process_identifier=process_id)
 
 
 def take_write_failures() -> int:
