@@ -7,14 +7,26 @@ from typing import Any
 from flask import request
 
 from ml_app.core.errors import UnsupportedMediaType
-from ml_app.core.validation import parse_json_object
+from ml_app.core.model import LoadedModel
+from ml_app.core.validation import MatrixContext, parse_json_object
+from ml_app.web.state import app_state
 
 
-def read_json_object() -> dict[str, Any]:
-    """The request body as a JSON object; 415/400 when it is not one."""
+def batch_limits(model: LoadedModel) -> MatrixContext:
+    """The model and the row limit a prediction body is checked against."""
+    return MatrixContext(model=model, max_rows=app_state().settings.max_batch_rows)
+
+
+def read_json_object(model: LoadedModel | None = None) -> dict[str, Any]:
+    """The request body as a JSON object; 415/400 when it is not one.
+
+    With the model that will predict, a body too large for any batch is refused (413) before
+    it is parsed.
+    """
     current = request._get_current_object()  # one proxy lookup, not one per attribute
     if not current.is_json:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {current.mimetype or 'missing'}."
         )
-    return parse_json_object(current.get_data(cache=False))
+    limits = batch_limits(model) if model is not None else None
+    return parse_json_object(current.get_data(cache=False), limits)

@@ -48,7 +48,7 @@ for _rule in BATCH_RULES:
 
 def _serve(schema: Schema, name: str | None, version: str | None) -> Response:
     model = resolve_model(name, version)
-    body = read_json_object()
+    body = read_json_object(model)
     matrix, single_row = validate_matrix(schema, body, model, app_state().settings.max_batch_rows)
     outputs = predict_matrix(matrix)
     return json_response(render_native(model, outputs, single_row))

@@ -15,6 +15,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ml_app.core.errors import ApiError, BadRequest, UnsupportedMediaType
+from ml_app.core.model import LoadedModel
 from ml_app.core.tabular import csv_rows
 from ml_app.version import VERSION
 from ml_app.web.body import read_json_object
@@ -32,6 +33,7 @@ from ml_app.web.protocols.common import load_rows
 from ml_app.web.protocols.wire import MlflowError, MlflowRequest, V1Predictions, V1Status
 from ml_app.web.responses import json_response
 from ml_app.web.serving import predict_matrix, resolve_model
+from ml_app.web.state import app_state
 
 log = logging.getLogger("ml_app.protocols.mlflow")
 bp = Blueprint("mlflow", __name__)
@@ -63,13 +65,13 @@ def version() -> Response:
 def invocations() -> Response:
     """Predict with the default model: JSON in one of four layouts, or CSV with a header."""
     model = resolve_model()
-    matrix = load_rows(_REQUEST, _read_body(), model)
+    matrix = load_rows(_REQUEST, _read_body(model), model)
     outputs = predict_matrix(matrix)
     predictions = outputs.values if outputs.values is not None else outputs.labels
     return json_response({"predictions": predictions})
 
 
-def _read_body() -> dict[str, Any]:
+def _read_body(model: LoadedModel) -> dict[str, Any]:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset != "utf-8":
         raise UnsupportedMediaType(f"Only UTF-8 is supported, not {charset}.")
@@ -78,9 +80,9 @@ def _read_body() -> dict[str, Any]:
             text = request.get_data(cache=False).decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("CSV body is not valid UTF-8.") from None
-        return {"dataframe_records": csv_rows(text)}
+        return {"dataframe_records": csv_rows(text, app_state().settings.max_batch_rows)}
     if request.is_json:
-        return read_json_object()
+        return read_json_object(model)
     raise UnsupportedMediaType(
         f"Content-Type must be application/json or text/csv, not {request.mimetype or 'missing'}."
     )

@@ -40,7 +40,7 @@ def model_ready(name: str) -> Response:
 def predict(name: str) -> Response:
     """Predict `instances` (rows) or `inputs` (rows or named columns)."""
     model = resolve_model(name)
-    matrix = load_rows(_REQUEST, read_json_object(), model)
+    matrix = load_rows(_REQUEST, read_json_object(model), model)
     outputs = predict_matrix(matrix)
     predictions = outputs.values if outputs.values is not None else outputs.labels
     return json_response({"predictions": predictions})

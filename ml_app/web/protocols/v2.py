@@ -20,6 +20,7 @@ from ml_app.core.tensors import (
     split_body,
 )
 from ml_app.version import VERSION
+from ml_app.web.body import batch_limits
 from ml_app.web.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
 from ml_app.web.protocols.common import answer_invalid_input_with_400
 from ml_app.web.protocols.wire import (
@@ -94,9 +95,11 @@ def model_ready(name: str, version: str | None = None) -> Response:
 def infer(name: str, version: str | None = None) -> Response:
     """Predict the rows of the input tensor(s); JSON or binary tensor data in and out."""
     model = resolve_model(name, version)
-    header, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
+    limits = batch_limits(model)
+    raw, header_length = request.get_data(cache=False), request.headers.get(HEADER_LENGTH)
+    header, binary = split_body(raw, header_length, limits)
     body = _REQUEST.load(header)
-    matrix = tensors_to_matrix(decode_inputs(body["inputs"], binary), model)
+    matrix = tensors_to_matrix(decode_inputs(body["inputs"], binary, limits), model)
     outputs = predict_matrix(matrix)
     return _render(model, body, outputs)
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from ml_app.core.tabular import SplitFrame, TabularRows
 from ml_app.core.tensors import DATATYPES
@@ -20,10 +28,27 @@ def _exactly_one(data: dict[str, Any], names: tuple[str, ...]) -> None:
         raise ValidationError(f"Send exactly one of {', '.join(names)}; got {given or 'none'}.")
 
 
+class NullMeansAbsent(Schema):
+    """Reads JSON null in an optional field as the field being absent.
+
+    Other servers' clients send null for optional fields they leave out (MLServer's and KServe's
+    request models declare them Optional[...] = None).
+    """
+
+    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset()
+
+    @pre_load
+    def _drop_optional_nulls(self, data: Any, **kwargs: Any) -> Any:
+        if type(data) is not dict or None not in data.values():
+            return data
+        absent = self.NULL_MEANS_ABSENT
+        return {key: value for key, value in data.items() if value is not None or key not in absent}
+
+
 # --- Open Inference Protocol (V2) ---------------------------------------------------------
 
 
-class V2Schema(Schema):
+class V2Schema(NullMeansAbsent):
     """The protocol lets clients add fields (KServe sends model_name): ignore the unknown."""
 
     class Meta:
@@ -32,6 +57,8 @@ class V2Schema(Schema):
 
 class TensorInput(V2Schema):
     """One input tensor: data in JSON (flat or nested, row-major) or as binary_data_size bytes."""
+
+    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset({"parameters"})
 
     name = fields.String(required=True)
     shape = _SHAPE
@@ -43,12 +70,16 @@ class TensorInput(V2Schema):
 class RequestedOutput(V2Schema):
     """An output to return: `predict` or `predict_proba`; `binary_data` asks for raw bytes."""
 
+    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset({"parameters"})
+
     name = fields.String(required=True)
     parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS)
 
 
 class InferenceRequest(V2Schema):
     """One 2-D input of all features, or one 1-D input per named feature."""
+
+    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset({"id", "parameters", "outputs"})
 
     id = fields.String()
     parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS)
@@ -151,12 +182,13 @@ class V1Status(Schema):
 # --- MLflow scoring protocol ------------------------------------------------------------------
 
 
-class MlflowRequest(Schema):
+class MlflowRequest(NullMeansAbsent):
     """Exactly one of the four layouts MLflow's scoring server accepts; `params` is ignored."""
 
     class Meta:
         unknown = EXCLUDE
 
+    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset({"params"})
     LAYOUTS: ClassVar[tuple[str, ...]] = (
         "dataframe_split",
         "dataframe_records",
