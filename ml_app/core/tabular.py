@@ -15,9 +15,13 @@ import numpy as np
 from marshmallow import ValidationError
 from marshmallow.experimental.context import Context
 
-from ml_app.core.validation import FeatureRows, MatrixContext, check_row_count
-
-_BYTE_ORDER_MARK = "\ufeff"  # Excel's "CSV UTF-8" starts with one
+from ml_app.core.errors import BadRequest
+from ml_app.core.validation import (
+    FeatureRows,
+    MatrixContext,
+    check_row_count,
+    check_value_count,
+)
 
 
 def columns_to_rows(columns: dict[str, Any], max_rows: int) -> list[dict[str, Any]]:
@@ -82,18 +86,24 @@ class SplitFrame(FeatureRows):
         return named
 
 
-def csv_rows(text: str, max_rows: int) -> list[dict[str, float]]:
-    """CSV with a header line of feature names -> rows of named numbers, as MLflow reads it.
+def csv_rows(raw: bytes, limits: MatrixContext) -> list[dict[str, float]]:
+    """UTF-8 CSV with a header line of feature names -> rows of named numbers, as MLflow reads it.
 
-    A leading byte-order mark is dropped, as MLflow (pandas) drops it. Reading stops once the
-    records exceed the header plus `max_rows`, so a refused body is never read whole.
+    A leading byte-order mark is dropped, as MLflow (pandas) drops it. Cells are counted before
+    parsing and reading stops once the records pass the header plus the row limit, so a refused
+    body is never parsed whole.
     """
-    reader = csv.reader(io.StringIO(text.removeprefix(_BYTE_ORDER_MARK)))
+    check_value_count(raw, limits)
+    # Decoded as read, so only the rows read are decoded (a StringIO of the whole text would
+    # hold 4 bytes per character); "utf-8-sig" drops a leading byte-order mark.
+    text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
     try:
-        records = list(islice(filter(None, reader), max_rows + 2))
+        records = list(islice(filter(None, csv.reader(text)), limits.max_rows + 2))
+    except UnicodeDecodeError:
+        raise BadRequest("CSV body is not valid UTF-8.") from None
     except csv.Error as exc:
         raise ValidationError({"csv": [f"Not valid CSV: {exc}."]}) from None
-    check_row_count(len(records) - 1, max_rows, at_least=True)
+    check_row_count(len(records) - 1, limits.max_rows, at_least=True)
     if len(records) < 2:
         raise ValidationError(
             {"csv": ["Send a header line of feature names and at least one row."]}

@@ -21,8 +21,8 @@ from ml_app.core.errors import BadRequest
 from ml_app.core.validation import (
     MatrixContext,
     check_cell_count,
-    check_container_count,
     check_row_count,
+    check_value_count,
 )
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -80,7 +80,7 @@ def split_body(
             )
         length = int(digits)
     header_bytes = raw[:length]
-    check_container_count(header_bytes, limits)
+    check_value_count(header_bytes, limits)
     try:
         header = orjson.loads(header_bytes)
     except orjson.JSONDecodeError as exc:

@@ -21,10 +21,10 @@ _MAX_REPORTED = 20  # per-cell messages in one error body; enough to fix a paylo
 # Up to this many cells, Python's math.isfinite over the parsed numbers beats numpy's ufunc and
 # reduction machinery (a one-row request); beyond it numpy's single pass wins.
 _SMALL_MATRIX_CELLS = 256
-# Arrays and objects a valid body holds beyond one per row (or per row and feature, for nested
-# tensor data): the body itself, its layout's wrappers, a few per tensor input and output.
-_WRAPPER_CONTAINERS_PER_FEATURE = 8
-_WRAPPER_CONTAINERS = 64
+# Values, arrays and objects a valid body holds beyond its cells and rows: the body itself,
+# its layout's wrappers and names, a few per tensor input and output.
+_WRAPPERS_PER_FEATURE = 8
+_WRAPPERS = 64
 
 
 class MatrixContext(NamedTuple):
@@ -86,30 +86,30 @@ def check_cell_count(cells: int, limits: MatrixContext) -> None:
         )
 
 
-def check_container_count(raw: bytes, limits: MatrixContext | None) -> None:
-    """413 before parsing a body that holds more arrays and objects than any valid batch can.
+def check_value_count(raw: bytes, limits: MatrixContext | None) -> None:
+    """413 before parsing a body with more values, or arrays and objects, than a batch can hold.
 
-    Parsed, every array or object costs 50-200 bytes for its 2-3 bytes of JSON, so a body of
-    empty rows would grow a worker by 20-60 times its size before the row count could be read.
-    Counting brackets is an upper bound (a bracket inside a string counts too) and costs a
-    fraction of the parse; bodies within the limits never come near it.
+    Parsed, a value costs 8-32 bytes for its 2-4 bytes of text and an array or object 50-200
+    bytes for 2-3, so a body of many short rows would grow a worker by 10-60 times its size
+    before its row count could be read. Every value but the first follows a comma and every
+    batch row is one array or object (nested tensor data: one per row and feature), so counting
+    bytes bounds both, at a fraction of the cost of parsing. A comma or bracket inside a string
+    counts too: bodies within the limits stay far below the bound even so.
     """
     if limits is None:
         return
     features = limits.model.n_features
-    allowed = (limits.max_rows + _WRAPPER_CONTAINERS_PER_FEATURE) * features + _WRAPPER_CONTAINERS
-    if len(raw) > 2 * allowed and _container_count(raw) > allowed:
+    allowed = (limits.max_rows + _WRAPPERS_PER_FEATURE) * features + _WRAPPERS
+    # Each counted byte needs another beside it ("1," or "[]"): short bodies cannot exceed it.
+    if len(raw) <= 2 * allowed:
+        return
+    opened, closed = raw.count(b"[") + raw.count(b"{"), raw.count(b"]") + raw.count(b"}")
+    # Unbalanced brackets are malformed JSON: the parser answers 400 for those, cheaply.
+    if raw.count(b",") > allowed or min(opened, closed) > allowed:
         raise PayloadTooLarge(
-            f"Request body holds more than {allowed} arrays and objects; a batch is at most "
+            f"Request body holds more than {allowed} values; a batch is at most "
             f"{limits.max_rows} rows (ML_APP_MAX_BATCH_ROWS) of {features} features."
         )
-
-
-def _container_count(raw: bytes) -> int:
-    """Arrays and objects in a JSON text: opened ones that are also closed, as in valid JSON."""
-    opened = raw.count(b"[") + raw.count(b"{")
-    closed = raw.count(b"]") + raw.count(b"}")
-    return min(opened, closed)  # unbalanced (malformed) bodies are left to the parser's 400
 
 
 def _to_matrix(rows: list[Any], model: LoadedModel, single_row: bool) -> np.ndarray:
@@ -227,7 +227,7 @@ def parse_json_object(raw: bytes, limits: MatrixContext | None = None) -> dict[s
     """
     if not raw.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
-    check_container_count(raw, limits)
+    check_value_count(raw, limits)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -14,11 +14,11 @@ from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ml_app.core.errors import ApiError, BadRequest, UnsupportedMediaType
+from ml_app.core.errors import ApiError, UnsupportedMediaType
 from ml_app.core.model import LoadedModel
 from ml_app.core.tabular import csv_rows
 from ml_app.version import VERSION
-from ml_app.web.body import read_json_object
+from ml_app.web.body import batch_limits, read_json_object
 from ml_app.web.context import request_context
 from ml_app.web.errors import HTTP_CODES, validation_summary
 from ml_app.web.openapi.operations import (
@@ -33,7 +33,6 @@ from ml_app.web.protocols.common import load_rows
 from ml_app.web.protocols.wire import MlflowError, MlflowRequest, V1Predictions, V1Status
 from ml_app.web.responses import json_response
 from ml_app.web.serving import predict_matrix, resolve_model
-from ml_app.web.state import app_state
 
 log = logging.getLogger("ml_app.protocols.mlflow")
 bp = Blueprint("mlflow", __name__)
@@ -76,11 +75,7 @@ def _read_body(model: LoadedModel) -> dict[str, Any]:
     if charset != "utf-8":
         raise UnsupportedMediaType(f"Only UTF-8 is supported, not {charset}.")
     if request.mimetype == "text/csv":
-        try:
-            text = request.get_data(cache=False).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("CSV body is not valid UTF-8.") from None
-        return {"dataframe_records": csv_rows(text, app_state().settings.max_batch_rows)}
+        return {"dataframe_records": csv_rows(request.get_data(cache=False), batch_limits(model))}
     if request.is_json:
         return read_json_object(model)
     raise UnsupportedMediaType(
