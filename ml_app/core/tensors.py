@@ -67,9 +67,16 @@ class Tensor:
 
 
 def split_body(
-    raw: bytes, header_length: str | None, limits: MatrixContext | None = None
+    raw: bytes,
+    header_length: str | None,
+    limits: MatrixContext | None = None,
+    raw_input: dict[str, Any] | None = None,
 ) -> tuple[Any, memoryview]:
-    """The parsed JSON header and the binary section that follows it."""
+    """The parsed JSON header and the binary section that follows it.
+
+    A header length of 0 is a raw binary request: the whole body is the one input described by
+    `raw_input` (name, datatype, shape [-1, features] from the model's metadata).
+    """
     length = len(raw)
     if header_length is not None:
         digits = header_length.strip()
@@ -79,6 +86,8 @@ def split_body(
                 f"({len(raw)}), not {header_length!r}."
             )
         length = int(digits)
+        if length == 0 and raw_input is not None:
+            return raw_request_header(len(raw), raw_input), memoryview(raw)
     header_bytes = raw[:length]
     check_value_count(header_bytes, limits)
     try:
@@ -88,6 +97,19 @@ def split_body(
     if not isinstance(header, dict):
         raise BadRequest(f"Request body must be a JSON object, not {type(header).__name__}.")
     return header, memoryview(raw)[length:]
+
+
+def raw_request_header(size: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """The JSON header a raw binary body of `size` bytes stands for: rows from the byte count."""
+    name, datatype, (_, width) = spec["name"], spec["datatype"], spec["shape"]
+    row_bytes = width * NUMERIC_DTYPES[datatype].itemsize
+    if size == 0 or size % row_bytes:
+        raise InvalidTensor(
+            f"Raw binary body of {size} bytes is not a whole number of rows of input {name!r} "
+            f"({width} {datatype} values, {row_bytes} bytes per row)."
+        )
+    tensor = {"name": name, "datatype": datatype, "shape": [size // row_bytes, width]}
+    return {"inputs": [{**tensor, "parameters": {"binary_data_size": size}}]}
 
 
 def decode_inputs(

@@ -200,3 +200,33 @@ def test_mlflow_csv_with_a_byte_order_mark(client, line_end):
     response = client.post("/invocations", data=text.encode(), content_type="text/csv")
     assert response.status_code == 200, response.get_json()
     assert response.get_json() == {"predictions": reference.labels(_store(client), "iris", ROWS)}
+
+
+def _raw_binary(client, raw: bytes, model: str = "iris"):
+    return client.post(
+        f"/v2/models/{model}/infer",
+        data=raw,
+        headers={"Inference-Header-Content-Length": "0"},
+        content_type="application/octet-stream",
+    )
+
+
+@pytest.mark.parametrize("name", ["iris", "breast_cancer"])
+def test_v2_raw_binary_request_is_the_single_input(client, name):
+    rows = reference.sample_rows(name, 7)
+    metadata = client.get(f"/v2/models/{name}").get_json()["inputs"]
+    assert metadata == [{"name": "input", "datatype": "FP64", "shape": [-1, rows.shape[1]]}]
+    response = _raw_binary(client, rows.astype("<f8").tobytes(), name)
+    assert response.status_code == 200, response.get_json()
+    outputs = {output["name"]: output for output in response.get_json()["outputs"]}
+    assert outputs["predict"]["shape"] == [7]
+    assert outputs["predict"]["data"] == reference.labels(_store(client), name, rows)
+
+
+@pytest.mark.parametrize("size", [0, 8, 31, 33])
+def test_v2_raw_binary_of_a_wrong_size_is_400(client, size):
+    body = _error(_raw_binary(client, bytes(size)), 400, "invalid_input")
+    assert body["error"] == (
+        f"Raw binary body of {size} bytes is not a whole number of rows of input 'input' "
+        "(4 FP64 values, 32 bytes per row)."
+    )

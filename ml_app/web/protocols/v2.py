@@ -73,7 +73,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
             "name": model.name,
             "versions": list(registry.entry(model.name).versions),
             "platform": "sklearn",
-            "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, model.n_features]}],
+            "inputs": [input_metadata(model)],
             "outputs": [
                 {"name": out, "datatype": datatype, "shape": shape}
                 for out, (datatype, shape) in _output_shapes(model).items()
@@ -97,11 +97,16 @@ def infer(name: str, version: str | None = None) -> Response:
     model = resolve_model(name, version)
     limits = batch_limits(model)
     raw, header_length = request.get_data(cache=False), request.headers.get(HEADER_LENGTH)
-    header, binary = split_body(raw, header_length, limits)
+    header, binary = split_body(raw, header_length, limits, input_metadata(model))
     body = _REQUEST.load(header)
     matrix = tensors_to_matrix(decode_inputs(body["inputs"], binary, limits), model)
     outputs = predict_matrix(matrix)
     return _render(model, body, outputs)
+
+
+def input_metadata(model: LoadedModel) -> dict[str, Any]:
+    """The model's one input tensor, as its metadata describes it (and raw requests assume)."""
+    return {"name": "input", "datatype": "FP64", "shape": [-1, model.n_features]}
 
 
 def tensors_to_matrix(tensors: list[Tensor], model: LoadedModel) -> np.ndarray:
@@ -209,7 +214,10 @@ _HEADER_PARAM = {
     "name": HEADER_LENGTH,
     "in": "header",
     "required": False,
-    "description": "Binary tensor data extension: bytes of JSON before the raw tensor data",
+    "description": (
+        "Binary tensor data extension: bytes of JSON before the raw tensor data; 0: the whole "
+        "body is the model's one input, raw (rows from the byte count)"
+    ),
     "schema": {"type": "integer", "minimum": 0},
 }
 _INFER_EXAMPLE = {
