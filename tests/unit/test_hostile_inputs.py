@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 import pytest
 
 from ml_app import create_app
+from ml_app.core.logformat import JsonFormatter
+from ml_app.web.errors import error_response
 from tests import reference
 from tests.reference import IRIS_FEATURES
 
@@ -230,3 +234,18 @@ def test_v2_raw_binary_of_a_wrong_size_is_400(client, size):
         f"Raw binary body of {size} bytes is not a whole number of rows of input 'input' "
         "(4 FP64 values, 32 bytes per row)."
     )
+
+
+def test_an_answer_holding_a_lone_surrogate_still_renders(app):
+    with app.test_request_context("/predict"):
+        response = error_response(400, "bad_request", "name \ud800", {"\ud800": ["Unknown."]})
+    assert response.status_code == 400
+    assert orjson.loads(response.data)["error"] == "name \\ud800"
+    assert orjson.loads(response.data)["details"] == {"\\ud800": ["Unknown."]}
+
+
+def test_a_log_line_holding_a_lone_surrogate_is_still_json():
+    record = logging.LogRecord("ml_app.test", logging.WARNING, "", 0, "model %s", ("\ud800",), None)
+    record.fields = {"model": "\ud800"}
+    line = orjson.loads(JsonFormatter().format(record))
+    assert (line["message"], line["model"]) == ("model \\ud800", "\\ud800")
