@@ -141,6 +141,8 @@ def _decode_body(environ: dict[str, Any], limit: int | None) -> None:
         return
     if not codings or (length is not None and limit is not None and length > limit):
         return  # identity; or too large even compressed: Werkzeug answers 413 as usual
+    if length is None and not environ.get("wsgi.input_terminated"):
+        return  # no length and a server that does not end the stream: Werkzeug reads nothing
     source = environ["wsgi.input"]
     if length is not None:
         source = LimitedStream(source, length)
