@@ -17,16 +17,15 @@ def batch_limits(model: LoadedModel) -> MatrixContext:
     return MatrixContext(model=model, max_rows=app_state().settings.max_batch_rows)
 
 
-def read_json_object(model: LoadedModel | None = None) -> dict[str, Any]:
+def read_json_object(limits: MatrixContext | None = None) -> dict[str, Any]:
     """The request body as a JSON object; 415/400 when it is not one.
 
-    With the model that will predict, a body too large for any batch is refused (413) before
-    it is parsed.
+    With the batch limits of the model that will predict, a body too large for any batch within
+    them is refused (413) before it is parsed.
     """
     current = request._get_current_object()  # one proxy lookup, not one per attribute
     if not current.is_json:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {current.mimetype or 'missing'}."
         )
-    limits = batch_limits(model) if model is not None else None
     return parse_json_object(current.get_data(cache=False), limits)

@@ -15,8 +15,8 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ml_app.core.errors import ApiError, UnsupportedMediaType
-from ml_app.core.model import LoadedModel
 from ml_app.core.tabular import csv_rows
+from ml_app.core.validation import MatrixContext
 from ml_app.version import VERSION
 from ml_app.web.body import batch_limits, read_json_object
 from ml_app.web.context import request_context
@@ -64,20 +64,21 @@ def version() -> Response:
 def invocations() -> Response:
     """Predict with the default model: JSON in one of four layouts, or CSV with a header."""
     model = resolve_model()
-    matrix = load_rows(_REQUEST, _read_body(model), model)
+    limits = batch_limits(model)
+    matrix = load_rows(_REQUEST, _read_body(limits), limits)
     outputs = predict_matrix(matrix)
     predictions = outputs.values if outputs.values is not None else outputs.labels
     return json_response({"predictions": predictions})
 
 
-def _read_body(model: LoadedModel) -> dict[str, Any]:
+def _read_body(limits: MatrixContext) -> dict[str, Any]:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset != "utf-8":
         raise UnsupportedMediaType(f"Only UTF-8 is supported, not {charset}.")
     if request.mimetype == "text/csv":
-        return {"dataframe_records": csv_rows(request.get_data(cache=False), batch_limits(model))}
+        return {"dataframe_records": csv_rows(request.get_data(cache=False), limits)}
     if request.is_json:
-        return read_json_object(model)
+        return read_json_object(limits)
     raise UnsupportedMediaType(
         f"Content-Type must be application/json or text/csv, not {request.mimetype or 'missing'}."
     )

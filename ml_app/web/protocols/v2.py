@@ -193,7 +193,7 @@ def _render(model: LoadedModel, body: dict[str, Any], outputs: Outputs) -> Respo
         if raw is not None:
             chunks.append(raw)
     answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
-    if "id" in body:
+    if body.get("id") is not None:
         answer["id"] = body["id"]
     answer["outputs"] = entries
     header = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -9,7 +9,6 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
-    pre_load,
     validate,
     validates_schema,
 )
@@ -19,6 +18,8 @@ from ml_app.core.tensors import DATATYPES
 from ml_app.core.validation import FeatureRows
 
 _PARAMETERS = {"description": "Free-form parameters; the binary tensor data extension's are used."}
+# Optional request fields allow null, read as absent (the views use `.get(...) or default`):
+# MLServer's and KServe's request models declare them Optional[...], and their clients send null.
 _SHAPE = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0)), required=True)
 
 
@@ -28,27 +29,10 @@ def _exactly_one(data: dict[str, Any], names: tuple[str, ...]) -> None:
         raise ValidationError(f"Send exactly one of {', '.join(names)}; got {given or 'none'}.")
 
 
-class NullMeansAbsent(Schema):
-    """Reads JSON null in an optional field as the field being absent.
-
-    Other servers' clients send null for optional fields they leave out (MLServer's and KServe's
-    request models declare them Optional[...] = None).
-    """
-
-    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset()
-
-    @pre_load
-    def _drop_optional_nulls(self, data: Any, **kwargs: Any) -> Any:
-        if type(data) is not dict or None not in data.values():
-            return data
-        absent = self.NULL_MEANS_ABSENT
-        return {key: value for key, value in data.items() if value is not None or key not in absent}
-
-
 # --- Open Inference Protocol (V2) ---------------------------------------------------------
 
 
-class V2Schema(NullMeansAbsent):
+class V2Schema(Schema):
     """The protocol lets clients add fields (KServe sends model_name): ignore the unknown."""
 
     class Meta:
@@ -58,33 +42,27 @@ class V2Schema(NullMeansAbsent):
 class TensorInput(V2Schema):
     """One input tensor: data in JSON (flat or nested, row-major) or as binary_data_size bytes."""
 
-    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset({"parameters"})
-
     name = fields.String(required=True)
     shape = _SHAPE
     datatype = fields.String(required=True, validate=validate.OneOf(DATATYPES))
-    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS)
+    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS, allow_none=True)
     data = fields.Raw(metadata={"description": "Values, flat or nested; absent when binary."})
 
 
 class RequestedOutput(V2Schema):
     """An output to return: `predict` or `predict_proba`; `binary_data` asks for raw bytes."""
 
-    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset({"parameters"})
-
     name = fields.String(required=True)
-    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS)
+    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS, allow_none=True)
 
 
 class InferenceRequest(V2Schema):
     """One 2-D input of all features, or one 1-D input per named feature."""
 
-    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset({"id", "parameters", "outputs"})
-
-    id = fields.String()
-    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS)
+    id = fields.String(allow_none=True)
+    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS, allow_none=True)
     inputs = fields.List(fields.Nested(TensorInput), required=True, validate=validate.Length(min=1))
-    outputs = fields.List(fields.Nested(RequestedOutput))
+    outputs = fields.List(fields.Nested(RequestedOutput), allow_none=True)
 
 
 class TensorOutput(Schema):
@@ -182,13 +160,12 @@ class V1Status(Schema):
 # --- MLflow scoring protocol ------------------------------------------------------------------
 
 
-class MlflowRequest(NullMeansAbsent):
+class MlflowRequest(Schema):
     """Exactly one of the four layouts MLflow's scoring server accepts; `params` is ignored."""
 
     class Meta:
         unknown = EXCLUDE
 
-    NULL_MEANS_ABSENT: ClassVar[frozenset[str]] = frozenset({"params"})
     LAYOUTS: ClassVar[tuple[str, ...]] = (
         "dataframe_split",
         "dataframe_records",
@@ -199,7 +176,7 @@ class MlflowRequest(NullMeansAbsent):
     dataframe_records = FeatureRows()
     instances = TabularRows()
     inputs = TabularRows()
-    params = fields.Dict()
+    params = fields.Dict(allow_none=True)
 
     @validates_schema
     def _one_layout(self, data: dict[str, Any], **kwargs: Any) -> None:
