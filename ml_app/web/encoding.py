@@ -154,7 +154,9 @@ def _decode_body(environ: dict[str, Any], limit: int | None) -> None:
     except (ApiError, HTTPException) as exc:
         # Read the rest of what was sent, so the client sees the answer, not a reset.
         _drain(source, limit)
-        environ["wsgi.input"] = RefusedStream(exc)
+        # Without its traceback, which holds the decoded part and would live as long as the
+        # request does.
+        environ["wsgi.input"] = RefusedStream(exc.with_traceback(None))
         return
     del environ["HTTP_CONTENT_ENCODING"]  # what the app reads is the decoded body
     environ["wsgi.input"] = io.BytesIO(body)
@@ -163,12 +165,15 @@ def _decode_body(environ: dict[str, Any], limit: int | None) -> None:
 
 def _read_at_most(stream: Any, limit: int | None) -> bytes:
     """The whole stream, read in bounded steps; 413 as soon as it passes `limit` bytes."""
-    body = bytearray()
+    # Steps kept apart and joined once: a growing buffer would be copied as it grows, and a
+    # refused body leaves only step-sized blocks behind, which the next request reuses.
+    chunks, size = [], 0
     while chunk := stream.read(_DECODED_STEP):
-        body += chunk
-        if limit is not None and len(body) > limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if limit is not None and size > limit:
             raise RequestEntityTooLarge()
-    return bytes(body)
+    return b"".join(chunks)
 
 
 def _drain(stream: Any, limit: int | None) -> None:
