@@ -17,6 +17,7 @@ from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.ops.cli import models as models_command
 from ml_app.web.api import admin, health, models, predict
 from ml_app.web.context import register_request_context
+from ml_app.web.encoding import register_request_decoding
 from ml_app.web.errors import register_error_handlers
 from ml_app.web.flask_app import ModelServerFlask
 from ml_app.web.json_provider import OrjsonProvider
@@ -41,6 +42,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     # Werkzeug answers 413 before the body is read when it is larger than this.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     configure_logging(settings.log_level)
+    register_request_decoding(app)
     register_request_context(app)
     register_state(app, settings)
     register_blueprints(app, settings)

@@ -39,7 +39,21 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = "".join(traceback.format_exception(*record.exc_info))
-        return orjson.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str)
+        except TypeError:  # a string UTF-8 cannot hold: the line is still written, escaped
+            return orjson.dumps(encodable(entry), default=str)
+
+
+def encodable(value: Any) -> Any:
+    """`value` with every string UTF-8 cannot hold (lone surrogates) backslash-escaped instead."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {encodable(key): encodable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [encodable(item) for item in value]
+    return value
 
 
 def _timestamp(created: float) -> str:

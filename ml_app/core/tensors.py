@@ -9,6 +9,7 @@ same way after the response's JSON header.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,12 @@ import numpy as np
 import orjson
 
 from ml_app.core.errors import BadRequest
+from ml_app.core.validation import (
+    MatrixContext,
+    check_cell_count,
+    check_row_count,
+    check_value_count,
+)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Wire datatype -> little-endian numpy dtype. BYTES has no fixed width and is output-only here.
@@ -37,6 +44,12 @@ NUMERIC_DTYPES = {
 DATATYPES = (*NUMERIC_DTYPES, "BYTES")
 # Which numpy kinds JSON data may parse to for each datatype family.
 _JSON_KINDS = {"BOOL": "b", "UINT": "iu", "INT": "iu", "FP": "iuf"}
+# str.isdigit() is true for non-ASCII digits (superscripts, Arabic-Indic); a count is ASCII.
+_BYTE_COUNT = re.compile(r"[0-9]{1,18}")
+_MAX_DIMENSIONS = 64  # numpy's limit on an array's dimensions
+# numpy refuses a shape whose sizes (zeros skipped) times the item size exceed its index
+# range; inputs are read as float64, so this many elements at most.
+_MAX_ELEMENTS = np.iinfo(np.intp).max // np.dtype(np.float64).itemsize
 
 
 class InvalidTensor(BadRequest):
@@ -53,18 +66,32 @@ class Tensor:
     array: np.ndarray
 
 
-def split_body(raw: bytes, header_length: str | None) -> tuple[Any, memoryview]:
-    """The parsed JSON header and the binary section that follows it."""
+def split_body(
+    raw: bytes,
+    header_length: str | None,
+    limits: MatrixContext | None = None,
+    raw_input: dict[str, Any] | None = None,
+) -> tuple[Any, memoryview]:
+    """The parsed JSON header and the binary section that follows it.
+
+    A header length of 0 is a raw binary request: the whole body is the one input described by
+    `raw_input` (name, datatype, shape [-1, features] from the model's metadata).
+    """
     length = len(raw)
     if header_length is not None:
-        if not header_length.strip().isdigit() or int(header_length) > len(raw):
+        digits = header_length.strip()
+        if not _BYTE_COUNT.fullmatch(digits) or int(digits) > len(raw):
             raise InvalidTensor(
                 f"{HEADER_LENGTH} must be a whole number of bytes no larger than the body "
                 f"({len(raw)}), not {header_length!r}."
             )
-        length = int(header_length)
+        length = int(digits)
+        if length == 0 and raw_input is not None:
+            return raw_request_header(len(raw), raw_input), memoryview(raw)
+    header_bytes = raw[:length]
+    check_value_count(header_bytes, limits)
     try:
-        header = orjson.loads(raw[:length])
+        header = orjson.loads(header_bytes)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON: {exc}.") from None
     if not isinstance(header, dict):
@@ -72,10 +99,29 @@ def split_body(raw: bytes, header_length: str | None) -> tuple[Any, memoryview]:
     return header, memoryview(raw)[length:]
 
 
-def decode_inputs(inputs: list[dict[str, Any]], binary: memoryview) -> list[Tensor]:
-    """Every input as float64 of its declared shape; the binary section must be used exactly."""
+def raw_request_header(size: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """The JSON header a raw binary body of `size` bytes stands for: rows from the byte count."""
+    name, datatype, (_, width) = spec["name"], spec["datatype"], spec["shape"]
+    row_bytes = width * NUMERIC_DTYPES[datatype].itemsize
+    if size == 0 or size % row_bytes:
+        raise InvalidTensor(
+            f"Raw binary body of {size} bytes is not a whole number of rows of input {name!r} "
+            f"({width} {datatype} values, {row_bytes} bytes per row)."
+        )
+    tensor = {"name": name, "datatype": datatype, "shape": [size // row_bytes, width]}
+    return {"inputs": [{**tensor, "parameters": {"binary_data_size": size}}]}
+
+
+def decode_inputs(
+    inputs: list[dict[str, Any]], binary: memoryview, limits: MatrixContext | None = None
+) -> list[Tensor]:
+    """Every input as float64 of its declared shape; the binary section must be used exactly.
+
+    Shapes are checked against numpy's limits and the batch limits before any data is read.
+    """
     tensors, offset = [], 0
     for spec in inputs:
+        _check_shape(spec, limits)
         size = (spec.get("parameters") or {}).get("binary_data_size")
         if size is None:
             array = _from_json(spec)
@@ -97,13 +143,33 @@ def _element_count(spec: dict[str, Any]) -> int:
     return math.prod(spec["shape"])
 
 
+def _check_shape(spec: dict[str, Any], limits: MatrixContext | None) -> None:
+    """400 for a shape numpy cannot hold, 413 for one larger than the batch limits."""
+    name, shape = spec["name"], spec["shape"]
+    if len(shape) > _MAX_DIMENSIONS:
+        raise InvalidTensor(
+            f"Input {name!r}: shape has {len(shape)} dimensions; at most {_MAX_DIMENSIONS}."
+        )
+    if math.prod(max(size, 1) for size in shape) > _MAX_ELEMENTS:
+        raise InvalidTensor(f"Input {name!r}: shape {shape} is too large for an array.")
+    if limits is not None:
+        check_row_count(shape[0] if shape else 1, limits.max_rows)
+        check_cell_count(_element_count(spec), limits)
+
+
 def _from_json(spec: dict[str, Any]) -> np.ndarray:
     name, datatype = spec["name"], spec["datatype"]
     if "data" not in spec:
         raise InvalidTensor(f"Input {name!r} has neither data nor binary_data_size.")
     _numeric_only(name, datatype)
+    data, count = spec["data"], _element_count(spec)
+    if type(data) is list and len(data) > count:  # refused before numpy copies every value
+        raise InvalidTensor(
+            f"Input {name!r}: shape {spec['shape']} holds {count} values, but data has "
+            f"{'more' if data and type(data[0]) is list else len(data)}."
+        )
     try:
-        array = np.array(spec["data"])
+        array = np.array(data)
     except (ValueError, TypeError, OverflowError):
         raise InvalidTensor(f"Input {name!r}: data must be a (nested) list of numbers.") from None
     family = datatype.rstrip("0123456789")

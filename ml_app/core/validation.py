@@ -21,6 +21,10 @@ _MAX_REPORTED = 20  # per-cell messages in one error body; enough to fix a paylo
 # Up to this many cells, Python's math.isfinite over the parsed numbers beats numpy's ufunc and
 # reduction machinery (a one-row request); beyond it numpy's single pass wins.
 _SMALL_MATRIX_CELLS = 256
+# Values, arrays and objects a valid body holds beyond its cells and rows: the body itself,
+# its layout's wrappers and names, a few per tensor input and output.
+_WRAPPERS_PER_FEATURE = 8
+_WRAPPERS = 64
 
 
 class MatrixContext(NamedTuple):
@@ -54,14 +58,58 @@ class FeatureRows(fields.Field):
             raise self.make_error("not_list")
         elif not value:
             raise self.make_error("empty")
-        elif len(value) > context.max_rows:
-            raise PayloadTooLarge(
-                f"Batch has {len(value)} rows; the limit is {context.max_rows} "
-                "(ML_APP_MAX_BATCH_ROWS)."
-            )
         else:
+            check_row_count(len(value), context.max_rows)
             rows = value
         return _to_matrix(rows, context.model, self.single_row)
+
+
+def check_row_count(rows: int, max_rows: int, *, at_least: bool = False) -> None:
+    """413 when a batch has more rows than the limit; every layout calls it before building rows.
+
+    `at_least`: the layout stopped counting once past the limit (CSV), so `rows` is a floor.
+    """
+    if rows > max_rows:
+        count = f"more than {max_rows}" if at_least else str(rows)
+        raise PayloadTooLarge(
+            f"Batch has {count} rows; the limit is {max_rows} (ML_APP_MAX_BATCH_ROWS)."
+        )
+
+
+def check_cell_count(cells: int, limits: MatrixContext) -> None:
+    """413 when a batch holds more values than the row limit's worth of the model's features."""
+    allowed = limits.max_rows * limits.model.n_features
+    if cells > allowed:
+        raise PayloadTooLarge(
+            f"Batch has {cells} values; the limit is {allowed} ({limits.max_rows} rows "
+            f"(ML_APP_MAX_BATCH_ROWS) of {limits.model.n_features} features)."
+        )
+
+
+def check_value_count(raw: bytes, limits: MatrixContext | None) -> None:
+    """413 before parsing a body with more values, or arrays and objects, than a batch can hold.
+
+    Parsed, a value costs 8-32 bytes for its 2-4 bytes of text and an array or object 50-200
+    bytes for 2-3, so a body of many short rows would grow a worker by 10-60 times its size
+    before its row count could be read. Every value but the first follows a comma and every
+    batch row is one array or object (nested tensor data: one per row and feature), so counting
+    bytes bounds both, at a fraction of the cost of parsing. A comma or bracket inside a string
+    counts too: bodies within the limits stay far below the bound even so.
+    """
+    if limits is None:
+        return
+    features = limits.model.n_features
+    allowed = (limits.max_rows + _WRAPPERS_PER_FEATURE) * features + _WRAPPERS
+    # Each counted byte needs another beside it ("1," or "[]"): short bodies cannot exceed it.
+    if len(raw) <= 2 * allowed:
+        return
+    opened, closed = raw.count(b"[") + raw.count(b"{"), raw.count(b"]") + raw.count(b"}")
+    # Unbalanced brackets are malformed JSON: the parser answers 400 for those, cheaply.
+    if raw.count(b",") > allowed or min(opened, closed) > allowed:
+        raise PayloadTooLarge(
+            f"Request body holds more than {allowed} values; a batch is at most "
+            f"{limits.max_rows} rows (ML_APP_MAX_BATCH_ROWS) of {features} features."
+        )
 
 
 def _to_matrix(rows: list[Any], model: LoadedModel, single_row: bool) -> np.ndarray:
@@ -172,10 +220,14 @@ class SingleRowRequest(Schema):
     features = FeatureRows(single_row=True, required=True)
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A body's bytes as a JSON object; BadRequest when they are not one."""
+def parse_json_object(raw: bytes, limits: MatrixContext | None = None) -> dict[str, Any]:
+    """A body's bytes as a JSON object; BadRequest when they are not one.
+
+    With `limits`, a body too large for any batch within them is refused before it is parsed.
+    """
     if not raw.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
+    check_value_count(raw, limits)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -183,6 +235,11 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         # name the offending field (422) instead of rejecting the whole body as malformed.
         try:
             body = json.loads(raw)
+            # The stdlib parser accepts lone surrogates ("\\ud800"), which orjson refuses and
+            # no answer or log line can encode: refuse them here, once, for every route.
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise BadRequest("Malformed JSON: a string holds a lone surrogate.") from None
         except (ValueError, RecursionError):
             raise BadRequest(f"Malformed JSON: {exc}.") from None
     if not isinstance(body, dict):

@@ -84,6 +84,21 @@ def test_triton_infer_regressor_matches_the_model(triton_client, demo_store, bin
     assert result.as_numpy("predict") == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+@pytest.mark.parametrize("binary", [True, False])
+def test_triton_compressed_requests(triton_client, demo_store, algorithm, binary):
+    tensor = triton.InferInput("input", list(IRIS_ROWS.shape), "FP64")
+    tensor.set_data_from_numpy(IRIS_ROWS, binary)
+    result = triton_client.infer(
+        "iris",
+        [tensor],
+        outputs=[triton.InferRequestedOutput("predict_proba", binary_data=binary)],
+        request_compression_algorithm=algorithm,
+    )
+    expected = reference.estimator(demo_store, "iris").predict_proba(IRIS_ROWS)
+    assert result.as_numpy("predict_proba") == pytest.approx(expected, abs=1e-12)
+
+
 def test_triton_default_outputs_are_binary_and_complete(triton_client, demo_store):
     tensor = triton.InferInput("input", list(IRIS_ROWS.shape), "FP64")
     tensor.set_data_from_numpy(IRIS_ROWS)

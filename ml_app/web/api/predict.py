@@ -7,8 +7,7 @@ from marshmallow import Schema
 
 from ml_app.core.dataplane import render_native
 from ml_app.core.validation import BatchPredictRequest, PredictRequest, validate_matrix
-from ml_app.web.body import read_json_object
-from ml_app.web.context import request_context
+from ml_app.web.body import batch_limits, read_json_object
 from ml_app.web.responses import json_response
 from ml_app.web.serving import predict_matrix, resolve_model
 
@@ -48,8 +47,8 @@ for _rule in BATCH_RULES:
 
 def _serve(schema: Schema, name: str | None, version: str | None) -> Response:
     model = resolve_model(name, version)
-    body = read_json_object()
-    max_rows = request_context().state.settings.max_batch_rows
-    matrix, single_row = validate_matrix(schema, body, model, max_rows)
+    limits = batch_limits(model)
+    body = read_json_object(limits)
+    matrix, single_row = validate_matrix(schema, body, model, limits.max_rows)
     outputs = predict_matrix(matrix)
     return json_response(render_native(model, outputs, single_row))

@@ -12,15 +12,13 @@ import numpy as np
 from flask import Blueprint
 from marshmallow import Schema, ValidationError
 
-from ml_app.core.model import LoadedModel
-from ml_app.core.validation import load_for_model
+from ml_app.core.validation import MatrixContext, load_for_model
 from ml_app.web.errors import render_validation_error
-from ml_app.web.state import app_state
 
 
-def load_rows(schema: Schema, body: Mapping[str, Any], model: LoadedModel) -> np.ndarray:
+def load_rows(schema: Schema, body: Mapping[str, Any], limits: MatrixContext) -> np.ndarray:
     """Validate a body whose schema has exactly one row-carrying field; returns its matrix."""
-    data = load_for_model(schema, body, model, app_state().settings.max_batch_rows)
+    data = load_for_model(schema, body, limits.model, limits.max_rows)
     return next(value for value in data.values() if isinstance(value, np.ndarray))
 
 

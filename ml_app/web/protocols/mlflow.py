@@ -14,10 +14,11 @@ from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ml_app.core.errors import ApiError, BadRequest, UnsupportedMediaType
+from ml_app.core.errors import ApiError, UnsupportedMediaType
 from ml_app.core.tabular import csv_rows
+from ml_app.core.validation import MatrixContext
 from ml_app.version import VERSION
-from ml_app.web.body import read_json_object
+from ml_app.web.body import batch_limits, read_json_object
 from ml_app.web.context import request_context
 from ml_app.web.errors import HTTP_CODES, validation_summary
 from ml_app.web.openapi.operations import (
@@ -63,24 +64,21 @@ def version() -> Response:
 def invocations() -> Response:
     """Predict with the default model: JSON in one of four layouts, or CSV with a header."""
     model = resolve_model()
-    matrix = load_rows(_REQUEST, _read_body(), model)
+    limits = batch_limits(model)
+    matrix = load_rows(_REQUEST, _read_body(limits), limits)
     outputs = predict_matrix(matrix)
     predictions = outputs.values if outputs.values is not None else outputs.labels
     return json_response({"predictions": predictions})
 
 
-def _read_body() -> dict[str, Any]:
+def _read_body(limits: MatrixContext) -> dict[str, Any]:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset != "utf-8":
         raise UnsupportedMediaType(f"Only UTF-8 is supported, not {charset}.")
     if request.mimetype == "text/csv":
-        try:
-            text = request.get_data(cache=False).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("CSV body is not valid UTF-8.") from None
-        return {"dataframe_records": csv_rows(text)}
+        return {"dataframe_records": csv_rows(request.get_data(cache=False), limits)}
     if request.is_json:
-        return read_json_object()
+        return read_json_object(limits)
     raise UnsupportedMediaType(
         f"Content-Type must be application/json or text/csv, not {request.mimetype or 'missing'}."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from ml_app.web.body import read_json_object
+from ml_app.web.body import batch_limits, read_json_object
 from ml_app.web.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
 from ml_app.web.protocols.common import answer_invalid_input_with_400, load_rows
 from ml_app.web.protocols.wire import Readiness, V1ModelList, V1Predictions, V1Request, V1Status
@@ -40,7 +40,8 @@ def model_ready(name: str) -> Response:
 def predict(name: str) -> Response:
     """Predict `instances` (rows) or `inputs` (rows or named columns)."""
     model = resolve_model(name)
-    matrix = load_rows(_REQUEST, read_json_object(), model)
+    limits = batch_limits(model)
+    matrix = load_rows(_REQUEST, read_json_object(limits), limits)
     outputs = predict_matrix(matrix)
     predictions = outputs.values if outputs.values is not None else outputs.labels
     return json_response({"predictions": predictions})

@@ -20,6 +20,7 @@ from ml_app.core.tensors import (
     split_body,
 )
 from ml_app.version import VERSION
+from ml_app.web.body import batch_limits
 from ml_app.web.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
 from ml_app.web.protocols.common import answer_invalid_input_with_400
 from ml_app.web.protocols.wire import (
@@ -72,7 +73,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
             "name": model.name,
             "versions": list(registry.entry(model.name).versions),
             "platform": "sklearn",
-            "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, model.n_features]}],
+            "inputs": [input_metadata(model)],
             "outputs": [
                 {"name": out, "datatype": datatype, "shape": shape}
                 for out, (datatype, shape) in _output_shapes(model).items()
@@ -94,11 +95,18 @@ def model_ready(name: str, version: str | None = None) -> Response:
 def infer(name: str, version: str | None = None) -> Response:
     """Predict the rows of the input tensor(s); JSON or binary tensor data in and out."""
     model = resolve_model(name, version)
-    header, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
+    limits = batch_limits(model)
+    raw, header_length = request.get_data(cache=False), request.headers.get(HEADER_LENGTH)
+    header, binary = split_body(raw, header_length, limits, input_metadata(model))
     body = _REQUEST.load(header)
-    matrix = tensors_to_matrix(decode_inputs(body["inputs"], binary), model)
+    matrix = tensors_to_matrix(decode_inputs(body["inputs"], binary, limits), model)
     outputs = predict_matrix(matrix)
     return _render(model, body, outputs)
+
+
+def input_metadata(model: LoadedModel) -> dict[str, Any]:
+    """The model's one input tensor, as its metadata describes it (and raw requests assume)."""
+    return {"name": "input", "datatype": "FP64", "shape": [-1, model.n_features]}
 
 
 def tensors_to_matrix(tensors: list[Tensor], model: LoadedModel) -> np.ndarray:
@@ -185,7 +193,7 @@ def _render(model: LoadedModel, body: dict[str, Any], outputs: Outputs) -> Respo
         if raw is not None:
             chunks.append(raw)
     answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
-    if "id" in body:
+    if body.get("id") is not None:
         answer["id"] = body["id"]
     answer["outputs"] = entries
     header = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -206,7 +214,10 @@ _HEADER_PARAM = {
     "name": HEADER_LENGTH,
     "in": "header",
     "required": False,
-    "description": "Binary tensor data extension: bytes of JSON before the raw tensor data",
+    "description": (
+        "Binary tensor data extension: bytes of JSON before the raw tensor data; 0: the whole "
+        "body is the model's one input, raw (rows from the byte count)"
+    ),
     "schema": {"type": "integer", "minimum": 0},
 }
 _INFER_EXAMPLE = {

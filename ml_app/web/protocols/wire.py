@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
 
 from ml_app.core.tabular import SplitFrame, TabularRows
 from ml_app.core.tensors import DATATYPES
 from ml_app.core.validation import FeatureRows
 
 _PARAMETERS = {"description": "Free-form parameters; the binary tensor data extension's are used."}
+# Optional request fields allow null, read as absent (the views use `.get(...) or default`):
+# MLServer's and KServe's request models declare them Optional[...], and their clients send null.
 _SHAPE = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0)), required=True)
 
 
@@ -36,7 +45,7 @@ class TensorInput(V2Schema):
     name = fields.String(required=True)
     shape = _SHAPE
     datatype = fields.String(required=True, validate=validate.OneOf(DATATYPES))
-    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS)
+    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS, allow_none=True)
     data = fields.Raw(metadata={"description": "Values, flat or nested; absent when binary."})
 
 
@@ -44,16 +53,16 @@ class RequestedOutput(V2Schema):
     """An output to return: `predict` or `predict_proba`; `binary_data` asks for raw bytes."""
 
     name = fields.String(required=True)
-    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS)
+    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS, allow_none=True)
 
 
 class InferenceRequest(V2Schema):
     """One 2-D input of all features, or one 1-D input per named feature."""
 
-    id = fields.String()
-    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS)
+    id = fields.String(allow_none=True)
+    parameters = fields.Dict(keys=fields.String(), metadata=_PARAMETERS, allow_none=True)
     inputs = fields.List(fields.Nested(TensorInput), required=True, validate=validate.Length(min=1))
-    outputs = fields.List(fields.Nested(RequestedOutput))
+    outputs = fields.List(fields.Nested(RequestedOutput), allow_none=True)
 
 
 class TensorOutput(Schema):
@@ -167,7 +176,7 @@ class MlflowRequest(Schema):
     dataframe_records = FeatureRows()
     instances = TabularRows()
     inputs = TabularRows()
-    params = fields.Dict()
+    params = fields.Dict(allow_none=True)
 
     @validates_schema
     def _one_layout(self, data: dict[str, Any], **kwargs: Any) -> None:
