@@ -12,7 +12,7 @@ import orjson
 import pytest
 import requests
 
-from tests import reference
+from tests.support import reference
 from tests.support.server import GunicornServer
 
 ROWS = reference.sample_rows("iris", 8)

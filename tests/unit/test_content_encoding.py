@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from ml_app import create_app
-from tests import reference
+from tests.support import reference
 from tests.support.reference import IRIS_FEATURES
 
 ROWS = reference.sample_rows("iris", 5)

@@ -10,7 +10,7 @@ import pytest
 from ml_app import create_app
 from ml_app.core.logformat import JsonFormatter
 from ml_app.web.errors import error_response
-from tests import reference
+from tests.support import reference
 from tests.support.reference import IRIS_FEATURES
 
 ROWS = reference.sample_rows("iris", 3)
