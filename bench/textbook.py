@@ -8,12 +8,13 @@ from __future__ import annotations
 from flask import Flask, jsonify, request
 
 from ml_app.core.config import Settings
+from ml_app.core.loading import load_estimator
 from ml_app.core.store import LoadPolicy, ModelStore
 
 app = Flask(__name__)
 _store = ModelStore(Settings.from_env().store)
 _models = {
-    name: _store.load_estimator(name, "1", _store.read_metadata(name, "1"), LoadPolicy())
+    name: load_estimator(_store, name, "1", _store.read_metadata(name, "1"), LoadPolicy())
     for name in ("iris", "breast_cancer")
 }
 

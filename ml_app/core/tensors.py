@@ -210,7 +210,8 @@ def _shaped(spec: dict[str, Any], array: np.ndarray) -> np.ndarray:
             f"Input {spec['name']!r}: shape {spec['shape']} holds {count} values, "
             f"but data has {array.size}."
         )
-    values = array.astype(np.float64).reshape(spec["shape"])
+    # A float64 binary input is used in place (read-only): no copy of a large batch.
+    values = array.astype(np.float64, copy=False).reshape(spec["shape"])
     if not np.isfinite(values).all():
         raise InvalidTensor(f"Input {spec['name']!r}: data holds values that are not finite.")
     return values
@@ -242,12 +243,17 @@ class OutputTensor:
     def _raw_bytes(self) -> bytes:
         if self.datatype != "BYTES":
             return self.array.astype(NUMERIC_DTYPES[self.datatype]).tobytes()
-        # BYTES elements are each a 4-byte little-endian length, then the UTF-8 bytes.
-        parts = []
-        for value in self.array.ravel().tolist():
-            encoded = str(value).encode()
-            parts += (struct.pack("<I", len(encoded)), encoded)
-        return b"".join(parts)
+        # BYTES elements are each a 4-byte little-endian length, then the UTF-8 bytes. Outputs
+        # repeat a few class labels: each distinct one is encoded once, then they are joined.
+        values = self.array.ravel().tolist()
+        encoded = {value: _bytes_element(value) for value in set(values)}
+        return b"".join(map(encoded.__getitem__, values))
+
+
+def _bytes_element(value: Any) -> bytes:
+    """One BYTES element: its UTF-8 length as 4 little-endian bytes, then the UTF-8 bytes."""
+    text = str(value).encode()
+    return struct.pack("<I", len(text)) + text
 
 
 def datatype_of(values: np.ndarray) -> str:
