@@ -113,6 +113,9 @@ e2e: e2e-deps prometheus-tools
 # Load test against real Gunicorn (wrk is installed from Debian when missing); see bench/.
 bench: dev model
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.v2_binary
+	$(BIN)/python -m bench.memory_peak
+	$(BIN)/python -m bench.scrape
 
 lint: dev
 	$(BIN)/ruff check .
