@@ -19,4 +19,6 @@ def post_request(worker, req, environ, resp):
     """Record this worker's imported converter modules (the file's mtime says when)."""
     loaded = sorted(m for m in _sys.modules if m.partition(".")[0] in _CONVERTER_PACKAGES)
     report = _Path(_os.environ["MODULES_REPORT_DIR"]) / f"{_os.getpid()}.json"
-    report.write_text(_json.dumps(loaded))
+    partial = report.with_suffix(".partial")
+    partial.write_text(_json.dumps(loaded))
+    _os.replace(partial, report)  # a reader never sees a half-written report
