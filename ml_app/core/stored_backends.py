@@ -30,7 +30,7 @@ def describe_backend(backend: Mapping[str, Any]) -> str:
     """One line for an operator: `onnx (float32 input)` or `sklearn (no ONNX model: ...)`."""
     if backend["name"] == "onnx":
         return f"onnx ({backend.get('input_dtype')} input)"
-    return f"sklearn ({backend.get('reason')})"
+    return f"{backend['name']} ({backend.get('reason')})"
 
 
 def mixed_backend_warnings(store: ModelStore, name: str, routing: RoutingConfig) -> list[str]:

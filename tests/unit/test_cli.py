@@ -214,3 +214,11 @@ def test_split_and_shadow_warn_when_backends_differ(store, forest, tmp_path):
     assert models_cli(store, "alias", "set", "iris", "production", "1").exit_code == 0
     alone = models_cli(store, "shadow", "iris", "2")
     assert (alone.exit_code, "warning" in alone.output) == (0, False)
+
+
+def test_a_version_with_unreadable_metadata_is_named_unknown_in_the_warning(store, forest):
+    assert models_cli(store, "register", "iris", str(forest)).exit_code == 0
+    (store / "iris" / "2" / "metadata.json").write_text("{not json")
+    mixed = models_cli(store, "split", "iris", "1=90", "2=10")
+    assert mixed.exit_code == 0, mixed.output
+    assert "version 2 on unknown (iris/2/metadata.json" in mixed.output
