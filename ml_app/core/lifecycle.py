@@ -193,8 +193,16 @@ def set_shadow(store: ModelStore, name: str, targets: Iterable[str]) -> RoutingC
     return _update_routing(store, name, targets, shadow=targets)
 
 
-def backend_warnings(store: ModelStore, name: str, routing: RoutingConfig) -> list[str]:
-    """Warnings for a split or shadow that compares versions on different backends."""
+def backend_warnings(
+    store: ModelStore, name: str, routing: RoutingConfig, serving: str = "auto"
+) -> list[str]:
+    """Warnings for a split or shadow that compares versions on different backends.
+
+    `serving` is ML_APP_BACKEND: only `auto` mixes backends (`sklearn` serves every version with
+    scikit-learn; under `onnx` a version without an ONNX model is not served at all).
+    """
+    if serving != "auto":
+        return []
     try:
         return mixed_backend_warnings(store, name, routing)
     except StoreError as exc:

@@ -169,7 +169,8 @@ def shadow(name: str, versions: tuple[str, ...], clear: bool) -> None:
 
 
 def _echo_backend_warnings(name: str, routing: RoutingConfig) -> None:
-    for warning in _run(lambda: lifecycle.backend_warnings(_store(), name, routing)):
+    serving = Settings.from_env().backend
+    for warning in _run(lambda: lifecycle.backend_warnings(_store(), name, routing, serving)):
         click.echo(f"warning: {warning}", err=True)
 
 

@@ -207,3 +207,14 @@ def test_split_and_shadow_warn_when_the_compared_versions_run_on_different_backe
     assert warning.startswith("shadow of iris compares backends: version 3 on sklearn (")
     assert warning.endswith("against version 1 on onnx (float64 input)")
     assert shadow.get_json()["shadow"] == ["2", "3"]
+
+
+def test_no_backend_warning_where_every_version_runs_on_one_backend(store, tmp_path):
+    """ML_APP_BACKEND=sklearn serves every version with scikit-learn: nothing is mixed."""
+    settings = {"store": store, "reload_interval": 0, "admin_token": TOKEN, "backend": "sklearn"}
+    admin = create_app(settings).test_client()
+    centroid = save_iris_nearest_centroid(tmp_path / "c.skops").read_bytes()
+    assert _upload(admin, centroid).status_code == 201
+    split = admin.put("/admin/models/iris/split", json={"weights": {"1": 9, "2": 1}}, headers=AUTH)
+    assert (split.status_code, split.get_json()["warnings"]) == (200, [])
+    assert split.get_json()["split"] == {"1": 9.0, "2": 1.0}

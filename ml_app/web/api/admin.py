@@ -110,14 +110,17 @@ def _answer(action: Any, name: str | None = None, raw: bool = False, warn: bool 
 
     `warn`: the action returns a RoutingConfig; the answer adds `warnings` about it.
     """
-    store = ModelStore(app_state().settings.store)
+    settings = app_state().settings
+    store = ModelStore(settings.store)
     try:
         result = action(store)
         if raw:
             return result
         answer = lifecycle.describe(store, name) if name else result
         if warn:
-            answer["warnings"] = lifecycle.backend_warnings(store, str(name), result)
+            answer["warnings"] = lifecycle.backend_warnings(
+                store, str(name), result, settings.backend
+            )
         return json_response(answer)
     except NotInStore as exc:
         raise ModelNotFound(str(exc)) from exc
