@@ -1,7 +1,7 @@
 # ml_app image. The build stage turns the requirements into wheels, installs them into a
 # virtualenv and trains the demo models (fixed seeds, converted to ONNX); the final stage holds
-# only that virtualenv (without the training tools), the application and the trained model
-# store, and runs as an unprivileged user.
+# only that virtualenv (with the ONNX converter, without pip), the application and the trained
+# model store, and runs as an unprivileged user.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -12,7 +12,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /app
 # Dependencies first, so this layer is rebuilt only when the requirements change. The training
 # set (requirements-train.txt: the runtime set plus skl2onnx and onnx) converts the demo models to
-# ONNX while they are written; those tools leave the virtualenv once the models are trained.
+# ONNX while they are written, and stays: a version registered in the running container (admin
+# API or `python -m ml_app models register`) is converted the same way. Only the registering
+# process imports them (the admin API registers in a child process), never a serving worker.
 COPY requirements.txt requirements-train.txt ./
 # The libraries' own test suites (~65 MB) are not needed to serve.
 RUN python -m venv /opt/venv \
@@ -21,10 +23,8 @@ RUN python -m venv /opt/venv \
  && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
 COPY ml_app ml_app
 COPY model model
-# Then the training-only packages and pip itself go: the image serves, it does not convert.
+# Then pip itself goes: nothing is installed at run time.
 RUN /opt/venv/bin/python -m model.train --store /app/model/store \
- && grep -E '^[A-Za-z]' requirements-train.txt | cut -d= -f1 \
-    | xargs /opt/venv/bin/pip uninstall --quiet --yes \
  && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
  && /opt/venv/bin/python -m compileall -q ml_app
 

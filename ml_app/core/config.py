@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +147,18 @@ class Settings:
                     raise SettingsError(f"{name}={environ[name]!r} is not valid: {exc}") from exc
         values.update(overrides or {})
         return cls(**values)
+
+
+def child_environment(settings: Settings, names: Iterable[str]) -> dict[str, str]:
+    """This environment plus the named settings as ML_APP_* variables, for a child to read back."""
+    environ = dict(os.environ)
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        environ[PREFIX + name.upper()] = text
+    return environ

@@ -29,6 +29,7 @@ from ml_app.core.store import (
     version_sort_key,
     write_bytes_atomic,
 )
+from ml_app.core.stored_backends import mixed_backend_warnings, stored_backend
 
 # Held while reading and rewriting a model's control files (beside them, never read by servers).
 LOCK_FILE = ".lock"
@@ -62,6 +63,16 @@ class Registration:
     version: str
     path: Path
     sha256: str
+    backend: dict[str, Any]  # what serves it: onnx, or sklearn and why (stored_backend)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the admin API answers and `register --json` prints."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "backend": self.backend,
+        }
 
 
 def register_version(store: ModelStore, policy: LoadPolicy, new: NewVersion) -> Registration:
@@ -103,7 +114,7 @@ def register_version(store: ModelStore, policy: LoadPolicy, new: NewVersion) -> 
     except OSError as exc:
         raise LifecycleError(store.explain(exc)) from exc
     written = store.read_metadata(name, version)
-    return Registration(name=name, version=version, path=path, sha256=written["sha256"])
+    return Registration(name, version, path, written["sha256"], stored_backend(written))
 
 
 def set_alias(store: ModelStore, name: str, alias: str, version: str) -> dict[str, str]:
@@ -180,6 +191,22 @@ def set_shadow(store: ModelStore, name: str, targets: Iterable[str]) -> RoutingC
     """Send a copy of unversioned traffic to these versions or aliases; [] turns shadow off."""
     targets = tuple(dict.fromkeys(str(t) for t in targets))
     return _update_routing(store, name, targets, shadow=targets)
+
+
+def backend_warnings(
+    store: ModelStore, name: str, routing: RoutingConfig, serving: str = "auto"
+) -> list[str]:
+    """Warnings for a split or shadow that compares versions on different backends.
+
+    `serving` is ML_APP_BACKEND: only `auto` mixes backends (`sklearn` serves every version with
+    scikit-learn; under `onnx` a version without an ONNX model is not served at all).
+    """
+    if serving != "auto":
+        return []
+    try:
+        return mixed_backend_warnings(store, name, routing)
+    except StoreError as exc:
+        raise LifecycleError(str(exc)) from exc
 
 
 def describe(store: ModelStore, name: str) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from ml_app.core.config import Settings
 from ml_app.core.drain import DrainMarker
 from ml_app.core.errors import StoreError
 from ml_app.core.lifecycle import LifecycleError
+from ml_app.core.routing import RoutingConfig
 from ml_app.core.store import LoadPolicy, ModelStore
+from ml_app.core.stored_backends import describe_backend
 from ml_app.ops.proxy import proxy_config
 
 T = TypeVar("T")
@@ -63,6 +65,7 @@ def list_models(name: str | None) -> None:
 @click.option("--features", help="Comma-separated feature names (a new model needs them).")
 @click.option("--alias", help="Point this alias (e.g. production) at the new version.")
 @click.option("--allow-pickle", is_flag=True, help="Accept a .pkl/.joblib artifact.")
+@click.option("--json", "as_json", is_flag=True, help="Answer with one line of JSON.")
 def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     name: str,
     artifact: Path,
@@ -71,6 +74,7 @@ def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     features: str | None,
     alias: str | None,
     allow_pickle: bool,
+    as_json: bool,
 ) -> None:
     """Validate ARTIFACT against the model's features and add it as a new version of NAME."""
     settings = Settings.from_env()
@@ -86,10 +90,25 @@ def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     if features:
         metadata["feature_names"] = [f.strip() for f in features.split(",") if f.strip()]
     new = lifecycle.NewVersion(name, artifact, version, metadata, alias)
+    if as_json:
+        _register_as_json(policy, new)
+        return
     done = _run(lambda: lifecycle.register_version(_store(), policy, new))
     click.echo(f"registered {done.name} version {done.version} (sha256 {done.sha256})")
+    click.echo(f"backend: {describe_backend(done.backend)}")
     if alias:
         click.echo(f"{name}: {alias} -> {done.version}")
+
+
+def _register_as_json(policy: LoadPolicy, new: lifecycle.NewVersion) -> None:
+    """Register and print one JSON line either way (read by the admin endpoint); 1 if refused."""
+    try:
+        done = lifecycle.register_version(_store(), policy, new)
+    except (LifecycleError, StoreError) as exc:
+        not_found = isinstance(exc, lifecycle.NotInStore)
+        click.echo(orjson.dumps({"error": str(exc), "not_found": not_found}).decode())
+        raise SystemExit(1) from None
+    click.echo(orjson.dumps(done.to_json()).decode())
 
 
 @models.group()
@@ -133,6 +152,7 @@ def split(name: str, weights: tuple[str, ...], clear: bool) -> None:
             raise click.UsageError(f"{pair!r} is not VERSION=WEIGHT") from None
     routing = _run(lambda: lifecycle.set_split(_store(), name, parsed))
     click.echo(f"{name}: split {dict(routing.split) or 'off'}")
+    _echo_backend_warnings(name, routing)
 
 
 @models.command()
@@ -145,6 +165,13 @@ def shadow(name: str, versions: tuple[str, ...], clear: bool) -> None:
         raise click.UsageError("give shadow VERSIONS, or --clear")
     routing = _run(lambda: lifecycle.set_shadow(_store(), name, versions))
     click.echo(f"{name}: shadow {', '.join(routing.shadow) or 'off'}")
+    _echo_backend_warnings(name, routing)
+
+
+def _echo_backend_warnings(name: str, routing: RoutingConfig) -> None:
+    serving = Settings.from_env().backend
+    for warning in _run(lambda: lifecycle.backend_warnings(_store(), name, routing, serving)):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @click.command()

@@ -13,6 +13,14 @@ import pytest
 
 from tests.support.server import PROJECT_ROOT, free_port, wait_for_http
 
+# What deploy/k8s asks of the pod: read-only root with a fresh writable /tmp (an emptyDir there;
+# the multiprocess directory lives under it), no capabilities, no privilege escalation.
+LIKE_KUBERNETES = (
+    "--read-only",
+    "--tmpfs=/tmp",
+    "--cap-drop=ALL",
+    "--security-opt=no-new-privileges",
+)
 ENGINE_HINT = (
     "DOCKER_HOST is not set, so there is no container engine to build and run the image. "
     "Point it at a Docker-API engine first: a Docker daemon, or `podman system service`."

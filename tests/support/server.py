@@ -73,9 +73,11 @@ class GunicornServer:
         log_path: Path,
         workers: int = 3,
         wait_for: str = "/health/live",
+        config: str = "gunicorn.conf.py",
         **env: str,
     ) -> None:
         self.wait_for = wait_for
+        self.config = config  # relative to the project root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -96,7 +98,7 @@ class GunicornServer:
         """Start and wait until `wait_for` answers 200 or the process dies."""
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+                [sys.executable, "-m", "gunicorn", "--config", self.config],
                 cwd=PROJECT_ROOT,
                 env=self.env,
                 stdout=log,

@@ -8,7 +8,12 @@ import pytest
 
 from ml_app import create_app
 from ml_app.core.store import ModelStore
-from tests.support.training import save_iris_forest
+from tests.support.training import (
+    BOOSTING_TYPES,
+    save_iris_boosting,
+    save_iris_forest,
+    save_iris_nearest_centroid,
+)
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -18,6 +23,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def admin(store):
     app = create_app({"store": store, "reload_interval": 0, "admin_token": TOKEN})
     return app.test_client()
+
+
+@pytest.fixture
+def trusting_admin(store):
+    """An admin API whose loading policy trusts the unconvertible boosting model's types."""
+    settings = {"store": store, "reload_interval": 0, "admin_token": TOKEN}
+    return create_app({**settings, "trusted_types": BOOSTING_TYPES}).test_client()
 
 
 def test_admin_routes_do_not_exist_without_a_token(store):
@@ -143,3 +155,66 @@ def test_uploads_have_their_own_size_limit(store, tmp_path):
     assert f"{len(artifact) // 2}-byte limit (ML_APP_ADMIN_MAX_UPLOAD_BYTES)" in body["error"]
     assert (body["status"], body["request_id"]) == (413, refused.headers["X-Request-ID"])
     assert ModelStore(store).versions("iris") == ["1", "2"]
+
+
+def test_registration_answers_which_backend_serves_the_version(admin, store, tmp_path):
+    forest = save_iris_forest(tmp_path / "forest.skops", trees=3)
+    converted = _upload(admin, forest.read_bytes())
+    assert converted.status_code == 201, converted.get_json()
+    assert converted.get_json()["backend"] == {"name": "onnx", "input_dtype": "float32"}
+
+    centroid = save_iris_nearest_centroid(tmp_path / "centroid.skops")
+    fallback = _upload(admin, centroid.read_bytes())
+    assert fallback.status_code == 201, fallback.get_json()
+    body = fallback.get_json()
+    assert (body["version"], body["backend"]["name"]) == ("3", "sklearn")
+    assert body["backend"]["reason"].startswith("no ONNX model: float64 input: Unable to find")
+    assert "NearestCentroid" in body["backend"]["reason"]
+    written = ModelStore(store).read_metadata("iris", "3")
+    assert body["backend"]["reason"] == f"no ONNX model: {written['onnx']['error']}"
+
+
+def test_registration_uses_the_servers_loading_policy(trusting_admin, tmp_path):
+    """The registering process trusts what the server trusts (ML_APP_TRUSTED_TYPES)."""
+    boosting = save_iris_boosting(tmp_path / "boosting.skops").read_bytes()
+    trusted = _upload(trusting_admin, boosting)
+    assert trusted.status_code == 201, trusted.get_json()
+    # The pinned skl2onnx converts it: float32 input, like the other tree models.
+    assert trusted.get_json()["backend"] == {"name": "onnx", "input_dtype": "float32"}
+
+
+def test_split_and_shadow_warn_when_the_compared_versions_run_on_different_backends(
+    admin, tmp_path
+):
+    forest = save_iris_forest(tmp_path / "f.skops", trees=3).read_bytes()
+    assert _upload(admin, forest).status_code == 201
+    centroid = save_iris_nearest_centroid(tmp_path / "c.skops").read_bytes()
+    assert _upload(admin, centroid).status_code == 201
+
+    same = admin.put("/admin/models/iris/split", json={"weights": {"1": 9, "2": 1}}, headers=AUTH)
+    assert (same.status_code, same.get_json()["warnings"]) == (200, [])
+    mixed = admin.put("/admin/models/iris/split", json={"weights": {"1": 9, "3": 1}}, headers=AUTH)
+    assert mixed.status_code == 200
+    [warning] = mixed.get_json()["warnings"]
+    assert warning.startswith("split of iris mixes backends: version 1 on onnx (float64 input), ")
+    assert "version 3 on sklearn (no ONNX model: float64 input: Unable to find" in warning
+    assert mixed.get_json()["split"] == {"1": 9.0, "3": 1.0}
+    assert admin.delete("/admin/models/iris/split", headers=AUTH).get_json()["warnings"] == []
+
+    admin.put("/admin/models/iris/aliases/production", json={"version": "1"}, headers=AUTH)
+    shadow = admin.put("/admin/models/iris/shadow", json={"versions": ["2", "3"]}, headers=AUTH)
+    [warning] = shadow.get_json()["warnings"]
+    assert warning.startswith("shadow of iris compares backends: version 3 on sklearn (")
+    assert warning.endswith("against version 1 on onnx (float64 input)")
+    assert shadow.get_json()["shadow"] == ["2", "3"]
+
+
+def test_no_backend_warning_where_every_version_runs_on_one_backend(store, tmp_path):
+    """ML_APP_BACKEND=sklearn serves every version with scikit-learn: nothing is mixed."""
+    settings = {"store": store, "reload_interval": 0, "admin_token": TOKEN, "backend": "sklearn"}
+    admin = create_app(settings).test_client()
+    centroid = save_iris_nearest_centroid(tmp_path / "c.skops").read_bytes()
+    assert _upload(admin, centroid).status_code == 201
+    split = admin.put("/admin/models/iris/split", json={"weights": {"1": 9, "2": 1}}, headers=AUTH)
+    assert (split.status_code, split.get_json()["warnings"]) == (200, [])
+    assert split.get_json()["split"] == {"1": 9.0, "2": 1.0}

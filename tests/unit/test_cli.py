@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from ml_app import create_app
 from ml_app.core.store import ModelStore, sha256_of
 from tests.support.cli import models_cli
-from tests.support.training import save_iris_forest
+from tests.support.training import save_iris_forest, save_iris_nearest_centroid
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,71 @@ def test_flask_cli_has_the_same_commands(store):
     result = app.test_cli_runner().invoke(args=["models", "--store", str(store), "list", "iris"])
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.output)[0]["versions"] == ["1"]
+
+
+def test_register_says_which_backend_serves_the_version(store, forest, tmp_path):
+    converted = models_cli(store, "register", "iris", str(forest))
+    assert converted.exit_code == 0, converted.output
+    assert "backend: onnx (float32 input)\n" in converted.output
+
+    centroid = save_iris_nearest_centroid(tmp_path / "centroid.skops")
+    fallback = models_cli(store, "register", "iris", str(centroid))
+    assert fallback.exit_code == 0, fallback.output
+    error = ModelStore(store).read_metadata("iris", "3")["onnx"]["error"]
+    assert "NearestCentroid" in error
+    assert f"backend: sklearn (no ONNX model: {error})\n" in fallback.output
+
+
+def test_register_json_answers_one_line_either_way(store, forest):
+    done = models_cli(store, "register", "iris", str(forest), "--json")
+    assert done.exit_code == 0, done.output
+    metadata = ModelStore(store).read_metadata("iris", "2")
+    assert orjson.loads(done.output) == {
+        "name": "iris",
+        "version": "2",
+        "sha256": metadata["sha256"],
+        "backend": {"name": "onnx", "input_dtype": "float32"},
+    }
+    taken = models_cli(store, "register", "iris", str(forest), "--version", "2", "--json")
+    assert taken.exit_code == 1
+    assert orjson.loads(taken.output) == {
+        "error": "model iris already has a version 2",
+        "not_found": False,
+    }
+    unnamed = models_cli(store, "register", "../x", str(forest), "--json")
+    assert (unnamed.exit_code, orjson.loads(unnamed.output)["not_found"]) == (1, False)
+
+
+def test_split_and_shadow_warn_when_backends_differ(store, forest, tmp_path):
+    assert models_cli(store, "register", "iris", str(forest)).exit_code == 0
+    centroid = save_iris_nearest_centroid(tmp_path / "centroid.skops")
+    assert models_cli(store, "register", "iris", str(centroid)).exit_code == 0
+
+    same = models_cli(store, "split", "iris", "1=90", "2=10")
+    assert (same.exit_code, "warning" in same.output) == (0, False)
+    mixed = models_cli(store, "split", "iris", "1=90", "3=10")
+    assert mixed.exit_code == 0
+    assert "warning: split of iris mixes backends: version 1 on onnx (float64 input), " in (
+        mixed.output
+    )
+    assert "version 3 on sklearn (no ONNX model:" in mixed.output
+    shadow = models_cli(store, "shadow", "iris", "3")
+    assert shadow.exit_code == 0
+    assert "warning: shadow of iris compares backends: version 3 on sklearn (" in shadow.output
+    # compared with the split's other member only: version 3 runs on its own backend
+    assert shadow.output.endswith(") against version 1 on onnx (float64 input)\n")
+    assert models_cli(store, "split", "iris", "--clear").exit_code == 0
+    # without a split or production alias the newest version (3) serves: 2 is compared with it
+    newest = models_cli(store, "shadow", "iris", "2")
+    assert "warning: shadow of iris compares backends: version 2 on onnx (float32" in newest.output
+    assert models_cli(store, "alias", "set", "iris", "production", "1").exit_code == 0
+    alone = models_cli(store, "shadow", "iris", "2")
+    assert (alone.exit_code, "warning" in alone.output) == (0, False)
+
+
+def test_a_version_with_unreadable_metadata_is_named_unknown_in_the_warning(store, forest):
+    assert models_cli(store, "register", "iris", str(forest)).exit_code == 0
+    (store / "iris" / "2" / "metadata.json").write_text("{not json")
+    mixed = models_cli(store, "split", "iris", "1=90", "2=10")
+    assert mixed.exit_code == 0, mixed.output
+    assert "version 2 on unknown (iris/2/metadata.json" in mixed.output

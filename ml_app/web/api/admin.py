@@ -16,7 +16,8 @@ from flask import Blueprint, Response, request
 from ml_app.core import lifecycle
 from ml_app.core.errors import BadRequest, InvalidInput, ModelNotFound
 from ml_app.core.lifecycle import LifecycleError, NotInStore
-from ml_app.core.store import LoadPolicy, ModelStore
+from ml_app.core.registration_process import register_in_child
+from ml_app.core.store import ModelStore
 from ml_app.web.auth import bearer_matches
 from ml_app.web.body import read_json_object
 from ml_app.web.errors import unauthorized
@@ -51,16 +52,18 @@ def register(name: str) -> Response:
         raise InvalidInput("Only .skops artifacts are accepted over HTTP (no pickle).")
     metadata = _metadata_field()
     settings = app_state().settings
-    policy = LoadPolicy.from_settings(settings)
     with tempfile.TemporaryDirectory(prefix="ml_app-upload-") as folder:
         artifact = Path(folder) / Path(upload.filename).name
         upload.save(artifact)
+        metadata_file = Path(folder) / "metadata.json"
+        metadata_file.write_bytes(orjson.dumps(metadata))
         form = request.form
         new = lifecycle.NewVersion(
             name, artifact, form.get("version") or None, metadata, form.get("alias") or None
         )
-        done = _answer(lambda store: lifecycle.register_version(store, policy, new), raw=True)
-    return json_response({"name": done.name, "version": done.version, "sha256": done.sha256}, 201)
+        # In a child process, so this worker never imports the ONNX converter.
+        done = _answer(lambda _: register_in_child(settings, new, metadata_file), raw=True)
+    return json_response(done.to_json(), 201)
 
 
 @bp.put("/models/<name>/aliases/<alias>")
@@ -80,36 +83,45 @@ def remove_alias(name: str, alias: str) -> Response:
 def set_split(name: str) -> Response:
     """Split unversioned traffic: {"weights": {"3": 90, "4": 10}}."""
     weights = _field("weights", dict)
-    return _answer(lambda store: lifecycle.set_split(store, name, weights), name)
+    return _answer(lambda store: lifecycle.set_split(store, name, weights), name, warn=True)
 
 
 @bp.delete("/models/<name>/split")
 def clear_split(name: str) -> Response:
     """Remove the traffic split."""
-    return _answer(lambda store: lifecycle.set_split(store, name, {}), name)
+    return _answer(lambda store: lifecycle.set_split(store, name, {}), name, warn=True)
 
 
 @bp.put("/models/<name>/shadow")
 def set_shadow(name: str) -> Response:
     """Send a copy of unversioned traffic to versions: {"versions": ["5"]}."""
     versions = _field("versions", list)
-    return _answer(lambda store: lifecycle.set_shadow(store, name, versions), name)
+    return _answer(lambda store: lifecycle.set_shadow(store, name, versions), name, warn=True)
 
 
 @bp.delete("/models/<name>/shadow")
 def clear_shadow(name: str) -> Response:
     """Turn shadow traffic off."""
-    return _answer(lambda store: lifecycle.set_shadow(store, name, []), name)
+    return _answer(lambda store: lifecycle.set_shadow(store, name, []), name, warn=True)
 
 
-def _answer(action: Any, name: str | None = None, raw: bool = False) -> Any:
-    """Run a store operation; answer the model's store view (or the raw result)."""
-    store = ModelStore(app_state().settings.store)
+def _answer(action: Any, name: str | None = None, raw: bool = False, warn: bool = False) -> Any:
+    """Run a store operation; answer the model's store view (or the raw result).
+
+    `warn`: the action returns a RoutingConfig; the answer adds `warnings` about it.
+    """
+    settings = app_state().settings
+    store = ModelStore(settings.store)
     try:
         result = action(store)
         if raw:
             return result
-        return json_response(lifecycle.describe(store, name) if name else result)
+        answer = lifecycle.describe(store, name) if name else result
+        if warn:
+            answer["warnings"] = lifecycle.backend_warnings(
+                store, str(name), result, settings.backend
+            )
+        return json_response(answer)
     except NotInStore as exc:
         raise ModelNotFound(str(exc)) from exc
     except LifecycleError as exc:

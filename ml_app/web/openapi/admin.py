@@ -21,12 +21,30 @@ _STORE_VIEW = {
 }
 
 
+_ROUTING_VIEW = {
+    "type": "object",
+    "description": "The store view, and warnings when the versions compared run on different "
+    "backends (ONNX Runtime against scikit-learn)",
+    "required": ["warnings"],
+    "properties": {"warnings": {"type": "array", "items": {"type": "string"}}},
+}
+
+
+class Backend(Schema):
+    """What serves the version: ONNX Runtime (and its input dtype), or scikit-learn and why."""
+
+    name = fields.String(required=True, metadata={"enum": ["onnx", "sklearn"]})
+    input_dtype = fields.String(metadata={"description": "onnx: float32 or float64"})
+    reason = fields.String(metadata={"description": "sklearn: why there is no ONNX model"})
+
+
 class Registered(Schema):
     """A version written to the store."""
 
     name = fields.String(required=True)
     version = fields.String(required=True)
     sha256 = fields.String(required=True)
+    backend = fields.Nested(Backend, required=True)
 
 
 class Upload(Schema):
@@ -38,9 +56,11 @@ class Upload(Schema):
     metadata = fields.String(metadata={"description": "JSON object merged into metadata.json"})
 
 
-def _change(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _change(
+    summary: str, body: dict[str, Any] | None = None, view: dict[str, Any] = _STORE_VIEW
+) -> dict[str, Any]:
     responses = {
-        **answer("The model as the store now has it", json_content(_STORE_VIEW)),
+        **answer("The model as the store now has it", json_content(view)),
         **_UNAUTHORIZED,
         **failures(400, 404, 415, 422),
     }
@@ -83,11 +103,13 @@ OPERATIONS = {
             {"weights": {"type": "object", "additionalProperties": {"type": "number"}}},
             {"weights": {"1": 90, "2": 10}},
         ),
+        _ROUTING_VIEW,
     ),
-    "admin.clear_split": _change("Remove the traffic split"),
+    "admin.clear_split": _change("Remove the traffic split", view=_ROUTING_VIEW),
     "admin.set_shadow": _change(
         "Send a copy of unversioned traffic to versions",
         _json({"versions": {"type": "array", "items": {"type": "string"}}}, {"versions": ["2"]}),
+        _ROUTING_VIEW,
     ),
-    "admin.clear_shadow": _change("Turn shadow traffic off"),
+    "admin.clear_shadow": _change("Turn shadow traffic off", view=_ROUTING_VIEW),
 }
