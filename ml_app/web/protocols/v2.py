@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import orjson
 from flask import Blueprint, Response, current_app, request
 
 from ml_app.core.errors import PayloadTooLarge
@@ -21,6 +20,7 @@ from ml_app.core.tensors import (
 )
 from ml_app.version import VERSION
 from ml_app.web.body import batch_limits
+from ml_app.web.json_provider import dump_bytes
 from ml_app.web.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
 from ml_app.web.protocols.common import answer_invalid_input_with_400
 from ml_app.web.protocols.wire import (
@@ -196,9 +196,9 @@ def _render(model: LoadedModel, body: dict[str, Any], outputs: Outputs) -> Respo
     if body.get("id") is not None:
         answer["id"] = body["id"]
     answer["outputs"] = entries
-    header = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
-        return current_app.response_class(header, mimetype="application/json")
+        return json_response(answer)
+    header = dump_bytes(answer)
     response = current_app.response_class(
         header + b"".join(chunks), mimetype="application/octet-stream"
     )
