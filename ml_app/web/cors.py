@@ -35,13 +35,15 @@ def register_cors(app: Flask, origins: Sequence[str]) -> None:
     # Preflights are Flask's automatic OPTIONS answers, so no view, key check or rate limit
     # stands in their way. Error answers pass through after_request like any other, so
     # flask-cors need not also wrap the exception handlers. Ten minutes of preflight caching
-    # spares a browser one round trip per call.
+    # spares a browser one round trip per call. always_send off: flask-cors would otherwise
+    # list every allowed origin (one header each) on answers to requests without Origin.
     cors.init_app(
         app,
         origins=list(origins),
         allow_headers=list(ALLOWED_REQUEST_HEADERS),
         expose_headers=list(EXPOSED_HEADERS),
         intercept_exceptions=False,
+        always_send=False,
         max_age=600,
     )
     # init_app appended flask-cors' after_request hook; put a guard in its place so a request
