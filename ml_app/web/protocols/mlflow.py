@@ -43,6 +43,7 @@ _ERROR_CODES = {
     404: "RESOURCE_DOES_NOT_EXIST",
     413: "BAD_REQUEST",
     415: "BAD_REQUEST",
+    429: "REQUEST_LIMIT_EXCEEDED",
     503: "TEMPORARILY_UNAVAILABLE",
 }
 
@@ -96,7 +97,9 @@ def mlflow_error(status: int, code: str, message: str) -> Response:
 
 
 def _on_api_error(exc: ApiError) -> Response:
-    return mlflow_error(exc.status, exc.code, exc.message)
+    response = mlflow_error(exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)  # e.g. Retry-After on 429
+    return response
 
 
 def _on_validation_error(exc: ValidationError) -> Response:
