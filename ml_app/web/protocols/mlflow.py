@@ -141,7 +141,7 @@ OPERATIONS = {
         _TAG,
         {
             **answer("One prediction per row, in order", json_content(V1Predictions)),
-            **failures(400, 404, 413, 415, 503, schema=MlflowError),
+            **failures(400, 404, 413, 415, 429, 503, schema=MlflowError),
         },
         body={**json_content(MlflowRequest, _SPLIT_EXAMPLE), **_CSV},
     ),
