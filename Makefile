@@ -116,6 +116,7 @@ bench: dev model
 	$(BIN)/python -m bench.v2_binary
 	$(BIN)/python -m bench.memory_peak
 	$(BIN)/python -m bench.scrape
+	$(BIN)/python -m bench.rate_limits
 
 lint: dev
 	$(BIN)/ruff check .

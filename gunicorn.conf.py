@@ -81,6 +81,17 @@ if not _metrics_dir:
         "PROMETHEUS_MULTIPROC_DIR is not set: point it at an empty, writable directory private "
         "to this server (e.g. PROMETHEUS_MULTIPROC_DIR=/tmp/ml_app-metrics gunicorn -c ...)"
     )
+# Rate limits in memory:// count per process: with N workers a client would get N times its
+# limit. Refuse to start, as for a missing metrics directory, rather than enforce wrong numbers.
+if (
+    os.environ.get("ML_APP_RATE_LIMIT", "").strip()
+    and os.environ.get("ML_APP_RATE_LIMIT_STORAGE_URI", "memory://").strip().startswith("memory://")
+    and workers > 1
+):
+    raise RuntimeError(
+        "ML_APP_RATE_LIMIT with memory:// storage counts per worker: set "
+        "ML_APP_RATE_LIMIT_STORAGE_URI=redis://host:port/db or run one worker (WEB_CONCURRENCY=1)"
+    )
 # The preloaded app writes its first samples while loading, before any hook below runs.
 os.makedirs(_metrics_dir, exist_ok=True)
 # Private to this server like the metrics directory; the app reads ML_APP_DRAIN_FILE.

@@ -27,6 +27,7 @@ from ml_app.web.openapi import admin as admin_docs
 from ml_app.web.openapi import native as native_docs
 from ml_app.web.openapi import register_openapi
 from ml_app.web.protocols import mlflow, v1, v2
+from ml_app.web.rate_limits import register_rate_limits
 from ml_app.web.state import EXTENSION_KEY, AppState
 
 # Wire protocols other servers speak, each a thin adapter over the registry and models.
@@ -46,6 +47,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_request_decoding(app)
     register_request_context(app)
     register_state(app, settings)
+    register_rate_limits(app, settings)
     register_blueprints(app, settings)
     register_docs(app)
     register_error_handlers(app)

@@ -100,6 +100,22 @@ def _parse_token(raw: str) -> str:
     return token
 
 
+def _parse_rate_limit(raw: str) -> str:
+    text = raw.strip()
+    if text:
+        from limits import parse_many  # only when a limit is set: `import ml_app` stays light
+
+        parse_many(text)  # raises ValueError naming what it cannot read
+    return text
+
+
+def _parse_redis_down(raw: str) -> str:
+    choice = raw.strip().lower()
+    if choice not in ("open", "closed"):
+        raise ValueError("expected open or closed")
+    return choice
+
+
 def _setting(default: Any, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
     # Secrets stay out of repr(), so settings can be logged or shown in a traceback safely.
     return dataclasses.field(default=default, repr=not secret, metadata={"parse": parse})
@@ -145,6 +161,14 @@ class Settings:
     # Browser origins allowed to call the API from their pages (comma-separated, each
     # scheme://host[:port]); none by default, and then no CORS header is ever sent.
     cors_origins: tuple[str, ...] = _setting((), _parse_origins)
+    # Rows each client (API key id, else address) may predict, e.g. "50/second;20000/day";
+    # empty (the default) switches rate limits off. A batch costs its row count.
+    rate_limit: str = _setting("", _parse_rate_limit)
+    # Where the counts live: redis://host:port/db, shared by every worker and replica. memory://
+    # counts per process, so Gunicorn refuses it with more than one worker.
+    rate_limit_storage_uri: str = _setting("memory://", str.strip, secret=True)
+    # When that store cannot be reached: "open" serves (logged, counted), "closed" answers 503.
+    rate_limit_redis_down: str = _setting("open", _parse_redis_down)
 
     @classmethod
     def from_env(

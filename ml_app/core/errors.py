@@ -9,10 +9,16 @@ class ApiError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, details: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = headers or {}  # answered with the error (e.g. Retry-After)
 
 
 class BadRequest(ApiError):
@@ -49,6 +55,18 @@ class UnsupportedMediaType(ApiError):
     """The request body is not sent in a content type (or encoding) the route accepts."""
 
     status, code = 415, "unsupported_media_type"
+
+
+class RateLimited(ApiError):
+    """The client used up its rate limit; Retry-After says when the window reopens."""
+
+    status, code = 429, "rate_limited"
+
+
+class RateLimitStoreDown(ApiError):
+    """The rate-limit store cannot be reached and the server is set to fail closed."""
+
+    status, code = 503, "rate_limit_store_unavailable"
 
 
 class StoreError(Exception):

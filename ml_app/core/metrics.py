@@ -104,6 +104,11 @@ STORE_RELOADS = Counter(
     "Store changes a worker picked up: applied, or failed (the previous state kept serving).",
     ("outcome",),
 )
+RATE_LIMIT_DECISIONS = Counter(
+    "ml_app_rate_limit_decisions",
+    "Rate-limit decisions: allowed, limited, or store_down_allowed / store_down_refused.",
+    ("outcome",),
+)
 ROUTING_PROBLEMS = Gauge(
     "ml_app_model_routing_problems",
     "Aliases, splits or shadows configured in the store but not in force (a version failed).",

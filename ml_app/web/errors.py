@@ -50,7 +50,9 @@ def unauthorized(message: str, realm: str) -> Response:
 
 
 def _render_api_error(exc: ApiError) -> Response:
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    response = error_response(exc.status, exc.code, exc.message, exc.details)
+    response.headers.update(exc.headers)
+    return response
 
 
 def validation_summary(exc: ValidationError) -> tuple[str, dict[str, list[str]]]:

@@ -13,6 +13,7 @@ from flask import Response, after_this_request, request
 from ml_app.core.dataplane import predict_routed
 from ml_app.core.model import LoadedModel, Outputs
 from ml_app.web.context import request_context
+from ml_app.web.rate_limits import charge_rows
 
 # Requests with the same key get the same version of a traffic split (per model).
 ROUTING_KEY_HEADER = "X-Routing-Key"
@@ -31,6 +32,7 @@ def predict_matrix(matrix: np.ndarray) -> Outputs:
     """Run the model resolve_model chose on a validated matrix: metrics, shadows once answered."""
     context = request_context()
     context.rows = len(matrix)
+    charge_rows(context.rows)  # a batch costs its rows; known only once validated
     shadow = context.state.shadow
     outputs, mirror = predict_routed(context.route, matrix, shadow, context.request_id)
     if mirror is not None:

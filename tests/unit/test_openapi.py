@@ -68,6 +68,7 @@ def test_operations_declare_the_errors_their_routes_raise(client):
         "413",
         "415",
         "422",
+        "429",
         "503",
     }
     assert set(paths["/v2/models/{name}/infer"]["post"]["responses"]) == {
@@ -75,6 +76,7 @@ def test_operations_declare_the_errors_their_routes_raise(client):
         "400",
         "404",
         "413",
+        "429",
         "503",
     }
     invocations = paths["/invocations"]["post"]["responses"]
@@ -86,7 +88,9 @@ def test_operations_declare_the_errors_their_routes_raise(client):
         "404",
         "413",
         "415",
+        "429",
     }
+    assert "429" in invocations
 
 
 def test_request_bodies_come_from_the_marshmallow_schemas(client):

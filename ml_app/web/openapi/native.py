@@ -114,7 +114,7 @@ class Ready(Schema):
     reasons = fields.List(fields.String())
 
 
-_PREDICT_ERRORS = failures(400, 404, 413, 415, 422, 503)
+_PREDICT_ERRORS = failures(400, 404, 413, 415, 422, 429, 503)
 _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 _ONE_OR_BATCH = {"oneOf": [SinglePrediction, BatchPrediction]}
 OPERATIONS = {

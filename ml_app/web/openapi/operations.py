@@ -14,7 +14,9 @@ ERROR_MEANINGS = {
     413: "Body larger than ML_APP_MAX_BODY_BYTES, or more rows than ML_APP_MAX_BATCH_ROWS",
     415: "Content-Type not accepted by this route",
     422: "Valid JSON that fails validation (feature count, names, types, finiteness)",
-    503: "The model's artifact failed to load, or the server is not ready",
+    429: "ML_APP_RATE_LIMIT used up for this client: Retry-After says when to try again",
+    503: "The model's artifact failed to load, the server is not ready, or (fail closed) the "
+    "rate-limit store is unreachable",
 }
 
 

@@ -43,6 +43,7 @@ _ERROR_CODES = {
     404: "RESOURCE_DOES_NOT_EXIST",
     413: "BAD_REQUEST",
     415: "BAD_REQUEST",
+    429: "REQUEST_LIMIT_EXCEEDED",
     503: "TEMPORARILY_UNAVAILABLE",
 }
 
@@ -96,7 +97,9 @@ def mlflow_error(status: int, code: str, message: str) -> Response:
 
 
 def _on_api_error(exc: ApiError) -> Response:
-    return mlflow_error(exc.status, exc.code, exc.message)
+    response = mlflow_error(exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)  # e.g. Retry-After on 429
+    return response
 
 
 def _on_validation_error(exc: ValidationError) -> Response:
@@ -138,7 +141,7 @@ OPERATIONS = {
         _TAG,
         {
             **answer("One prediction per row, in order", json_content(V1Predictions)),
-            **failures(400, 404, 413, 415, 503, schema=MlflowError),
+            **failures(400, 404, 413, 415, 429, 503, schema=MlflowError),
         },
         body={**json_content(MlflowRequest, _SPLIT_EXAMPLE), **_CSV},
     ),

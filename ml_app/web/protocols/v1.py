@@ -63,7 +63,7 @@ OPERATIONS = {
         _TAG,
         {
             **answer("One prediction per row, in order", json_content(V1Predictions)),
-            **failures(400, 404, 413, 415, 503),
+            **failures(400, 404, 413, 415, 429, 503),
         },
         body=json_content(V1Request, {"instances": IRIS_ROWS}),
     ),

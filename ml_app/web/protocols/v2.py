@@ -256,7 +256,7 @@ OPERATIONS = {
                 "Outputs; application/octet-stream when any output is binary",
                 {**json_content(InferenceResponse), "application/octet-stream": _BINARY},
             ),
-            **failures(400, 404, 413, 503),
+            **failures(400, 404, 413, 429, 503),
         },
         body={
             **json_content(InferenceRequest, _INFER_EXAMPLE),
