@@ -130,6 +130,9 @@ class Settings:
     # Proxies in front whose X-Forwarded-For / X-Forwarded-Proto are trusted (Werkzeug's
     # ProxyFix): 1 behind the bundled nginx; 0 (the default) trusts no forwarded header.
     proxy_hops: int = _setting(0, _parse_count)
+    # JSON file of API keys (`python -m ml_app keys add`); when set, prediction and model
+    # routes need a key, re-read on change every reload_interval. Empty (the default): no keys.
+    api_keys_file: str = _setting("", str.strip)
 
     @classmethod
     def from_env(
