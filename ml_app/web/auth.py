@@ -61,7 +61,7 @@ def require_api_key() -> Any:
     """before_request: 401 unless the request carries a valid key (when keys are on)."""
     context = request_context()
     ring = context.state.api_keys
-    if ring is None or request.method == "OPTIONS" or _is_open(request.endpoint):
+    if ring is None or request.method == "OPTIONS" or not requires_api_key(request.endpoint):
         return None  # CORS preflight carries no credentials by design: never refused here
     key = presented_key()
     entry = ring.find(key) if key else None
@@ -75,11 +75,13 @@ def require_api_key() -> Any:
     return None
 
 
-def _is_open(endpoint: str | None) -> bool:
+def requires_api_key(endpoint: str | None) -> bool:
+    """True when the route needs a key (once keys are on); health, docs, /metrics do not."""
     # No endpoint: routing failed, and the 404/405 says nothing a key would protect.
     if endpoint is None or endpoint in OPEN_ENDPOINTS:
-        return True
-    return endpoint.partition(".")[0] in OPEN_BLUEPRINTS and "." in endpoint
+        return False
+    blueprint, dot, _ = endpoint.partition(".")
+    return not (dot and blueprint in OPEN_BLUEPRINTS)
 
 
 def register_api_keys(app: Flask) -> None:

@@ -140,3 +140,28 @@ def test_the_access_line_has_the_key_id_never_the_key(keyed_app, keys, caplog):
 def test_keys_are_off_without_a_keys_file(client):
     response = client.post("/predict", json={"features": [5.1, 3.5, 1.4, 0.2]})
     assert response.status_code == 200
+
+
+def test_openapi_declares_the_key_schemes_and_answers_when_keys_are_on(keyed_app, client):
+    document = _client(keyed_app).get("/openapi.json").get_json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKeyBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "API key as a bearer",
+    }
+    assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    either = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+    paths = document["paths"]
+    for path in ("/predict", "/v2/models/{name}/infer", "/v1/models/{name}:predict"):
+        assert paths[path]["post"]["security"] == either
+        assert {"401", "403"} <= set(paths[path]["post"]["responses"])
+    mlflow_403 = paths["/invocations"]["post"]["responses"]["403"]["content"]
+    assert mlflow_403["application/json"]["schema"] == {"$ref": "#/components/schemas/MlflowError"}
+    assert paths["/models"]["get"]["security"] == either
+    assert "403" not in paths["/models"]["get"]["responses"]
+    for path in ("/health/live", "/openapi.json", "/metrics", "/v2/health/ready"):
+        assert "security" not in paths[path]["get"], path
+    plain = client.get("/openapi.json").get_json()
+    assert "securitySchemes" not in plain.get("components", {})
+    assert "security" not in plain["paths"]["/predict"]["post"]
