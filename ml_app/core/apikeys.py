@@ -121,11 +121,21 @@ def write_keys(path: Path, keys: tuple[ApiKey, ...]) -> None:
             stream.write(content + b"\n")
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o600)  # digests only, but nobody else needs to read them
+        # Digests of 256-bit random keys give nothing away, and the server often runs as
+        # another user (the container's) than the operator who writes the file.
+        os.chmod(temporary, _mode_of(path, default=0o644))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _mode_of(path: Path, default: int) -> int:
+    # A rewrite keeps whatever permissions the operator gave the file.
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return default
 
 
 def add_key(path: Path, key_id: str, models: tuple[str, ...] = (), limit: str | None = None) -> str:
