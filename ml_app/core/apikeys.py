@@ -167,21 +167,23 @@ class KeyRing:
         self.path = path
         self.interval = interval
         self._lock = threading.Lock()
-        self._keys: tuple[tuple[bytes, ApiKey], ...] = ()
+        self._keys: dict[bytes, ApiKey] = {}
         self._stat: tuple[int, int, int] | None = None
         self._next_check = 0.0
         self._refresh()
 
     def find(self, key: str) -> ApiKey | None:
-        """The entry `key` belongs to, or None; every digest is compared in constant time."""
+        """The entry `key` belongs to, or None; the digests are compared in constant time."""
         if self.interval > 0 and time.monotonic() >= self._next_check:
             self._refresh()
         given = key_digest(key)
-        found = None
-        for digest, entry in self._keys:  # no early exit: time does not depend on which matched
-            if hmac.compare_digest(given, digest):
-                found = entry
-        return found
+        # Looked up by digest, so the cost does not grow with the number of keys. Timing can
+        # only tell about the sha256 of what the caller sent, never about a stored key's
+        # bytes; the final check is constant-time all the same.
+        entry = self._keys.get(given)
+        if entry is None or not hmac.compare_digest(given, bytes.fromhex(entry.sha256)):
+            return None
+        return entry
 
     def _refresh(self) -> None:
         if not self._lock.acquire(blocking=False):
@@ -192,7 +194,7 @@ class KeyRing:
             if stat == self._stat and self._stat is not None:
                 return
             keys = read_keys(self.path)
-            self._keys = tuple((bytes.fromhex(key.sha256), key) for key in keys)
+            self._keys = {bytes.fromhex(key.sha256): key for key in keys}
             self._stat = stat
             log.info("loaded %d API keys from %s", len(keys), self.path)
         except KeysFileError as exc:
