@@ -47,7 +47,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(settings.log_level)
     register_request_decoding(app)
     register_request_context(app)
-    register_api_keys(app)
+    register_api_keys(app, bool(settings.api_keys_file))
     register_state(app, settings)
     register_blueprints(app, settings)
     register_docs(app)

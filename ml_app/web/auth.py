@@ -15,6 +15,7 @@ from ml_app.web.state import app_state
 
 API_KEY_HEADER = "X-API-Key"
 _API_KEY_ENVIRON = "HTTP_X_API_KEY"  # how WSGI servers pass that header
+_AUTHORIZATION_ENVIRON = "HTTP_AUTHORIZATION"
 # Routes a load balancer, an orchestrator or a browser reaches without a key (admin and
 # /metrics have their own tokens); every other route, including ones added later, needs one.
 OPEN_BLUEPRINTS = frozenset({"health", "openapi", "swagger_ui", "admin"})
@@ -48,22 +49,25 @@ def require_metrics_token(view: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-def presented_key() -> str:
+def presented_key(environ: dict[str, Any]) -> str:
     """The API key the caller sent: X-API-Key, else `Authorization: Bearer <key>`; or ''."""
-    key = request.environ.get(_API_KEY_ENVIRON, "")
+    key = environ.get(_API_KEY_ENVIRON, "")
     if key:
         return key.strip()
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, given = environ.get(_AUTHORIZATION_ENVIRON, "").partition(" ")
     return given.strip() if scheme.lower() == "bearer" else ""
 
 
 def require_api_key() -> Any:
-    """before_request: 401 unless the request carries a valid key (when keys are on)."""
+    """before_request: 401 unless the request carries a valid key."""
+    current = request._get_current_object()  # one proxy lookup, not one per attribute
+    if current.method == "OPTIONS" or not requires_api_key(current.endpoint):
+        return None  # CORS preflight carries no credentials by design: never refused here
     context = request_context()
     ring = context.state.api_keys
-    if ring is None or request.method == "OPTIONS" or not requires_api_key(request.endpoint):
-        return None  # CORS preflight carries no credentials by design: never refused here
-    key = presented_key()
+    if ring is None:  # an app built with keys, then its state replaced (tests)
+        return None
+    key = presented_key(current.environ)
     entry = ring.find(key) if key else None
     if entry is None:
         reason = "is not a valid key" if key else "is missing"
@@ -84,6 +88,7 @@ def requires_api_key(endpoint: str | None) -> bool:
     return not (dot and blueprint in OPEN_BLUEPRINTS)
 
 
-def register_api_keys(app: Flask) -> None:
-    """Check API keys on every request, right after the request context opens."""
-    app.before_request(require_api_key)
+def register_api_keys(app: Flask, enabled: bool) -> None:
+    """Check API keys on every request, right after the request context opens (when on)."""
+    if enabled:  # off, the hook is not there at all: no cost per request
+        app.before_request(require_api_key)
