@@ -20,6 +20,7 @@ from ml_app.ops.cli import models as models_command
 from ml_app.web.api import admin, health, models, predict
 from ml_app.web.auth import register_api_keys
 from ml_app.web.context import register_request_context
+from ml_app.web.cors import register_cors
 from ml_app.web.encoding import register_request_decoding
 from ml_app.web.errors import register_error_handlers
 from ml_app.web.flask_app import ModelServerFlask
@@ -53,6 +54,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_docs(app)
     register_error_handlers(app)
     register_metrics(app)
+    register_cors(app, settings.cors_origins)
     register_proxy_trust(app, settings.proxy_hops)
     app.cli.add_command(models_command)  # `flask --app ml_app models ...`
     return app

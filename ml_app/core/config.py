@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "ML_APP_"
 # auto: ONNX Runtime where a version's ONNX artifact passes the parity check, else scikit-learn.
 BACKENDS = ("auto", "onnx", "sklearn")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 def disable_onnx_telemetry() -> None:
@@ -81,6 +83,16 @@ def _parse_names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _parse_origins(raw: str) -> tuple[str, ...]:
+    origins = _parse_names(raw)
+    for origin in origins:
+        # A browser sends Origin as scheme://host[:port]: anything else could never match, and
+        # flask-cors would read a value with regex characters as a pattern, not a name.
+        if not _ORIGIN.match(origin):
+            raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+    return origins
+
+
 def _parse_token(raw: str) -> str:
     token = raw.strip()
     if any(char.isspace() for char in token):
@@ -133,6 +145,9 @@ class Settings:
     # JSON file of API keys (`python -m ml_app keys add`); when set, prediction and model
     # routes need a key, re-read on change every reload_interval. Empty (the default): no keys.
     api_keys_file: str = _setting("", str.strip)
+    # Browser origins allowed to call the API from their pages (comma-separated, each
+    # scheme://host[:port]); none by default, and then no CORS header is ever sent.
+    cors_origins: tuple[str, ...] = _setting((), _parse_origins)
 
     @classmethod
     def from_env(

@@ -111,8 +111,8 @@ def register_version(store: ModelStore, policy: LoadPolicy, new: NewVersion) -> 
                     _point_alias(store, name, new.alias, version)
     except StoreError as exc:
         raise LifecycleError(str(exc)) from exc
-    except OSError as exc:
-        raise LifecycleError(store.explain(exc)) from exc
+    except OSError as exc:  # reading the model's files, or writing the new version
+        raise LifecycleError(store.explain(exc, "read or written")) from exc
     written = store.read_metadata(name, version)
     return Registration(name, version, path, written["sha256"], stored_backend(written))
 

@@ -165,12 +165,12 @@ class ModelStore:
             return Path(path).name
         return "the model store" if relative == "." else relative
 
-    def explain(self, exc: OSError) -> str:
-        """An OSError's reason, naming its file relative to the store."""
+    def explain(self, exc: OSError, doing: str = "read") -> str:
+        """An OSError's reason, naming its file relative to the store and what was being done."""
         reason = exc.strerror or type(exc).__name__
-        return (
-            f"{self.shown(Path(exc.filename))} cannot be read: {reason}" if exc.filename else reason
-        )
+        if not exc.filename:
+            return reason
+        return f"{self.shown(Path(exc.filename))} cannot be {doing}: {reason}"
 
     def artifact_path(self, name: str, version: str, metadata: dict) -> Path:
         """The version's estimator file, checked against the sha256 its metadata records."""

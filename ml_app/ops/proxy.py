@@ -20,6 +20,18 @@ from ml_app.core.config import PROJECT_ROOT, Settings
 TEMPLATES = PROJECT_ROOT / "deploy" / "nginx"
 
 
+class BodyLimits(NamedTuple):
+    """The app's body limits, which nginx enforces first: requests, and admin uploads."""
+
+    body: int
+    admin_upload: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BodyLimits:
+        """ML_APP_MAX_BODY_BYTES and ML_APP_ADMIN_MAX_UPLOAD_BYTES."""
+        return cls(settings.max_body_bytes, settings.admin_max_upload_bytes)
+
+
 class TlsFiles(NamedTuple):
     """Where nginx listens for TLS, and its certificate and key (PEM files)."""
 
@@ -29,7 +41,7 @@ class TlsFiles(NamedTuple):
 
 
 def render_proxy_config(
-    run_dir: Path, listen: str, upstream: str, max_body: int, *, tls: TlsFiles | None = None
+    run_dir: Path, listen: str, upstream: str, limits: BodyLimits, *, tls: TlsFiles | None = None
 ) -> Path:
     """Write nginx.conf (and tls.conf when TLS is asked for) into run_dir; its path."""
     run_dir = run_dir.resolve()
@@ -38,7 +50,8 @@ def render_proxy_config(
         "NGINX_RUN_DIR": str(run_dir),
         "NGINX_LISTEN": listen,
         "NGINX_UPSTREAM": upstream,
-        "NGINX_MAX_BODY": str(max_body),
+        "NGINX_MAX_BODY": str(limits.body),
+        "NGINX_ADMIN_MAX_BODY": str(limits.admin_upload),
         "NGINX_USER": pwd.getpwuid(os.geteuid()).pw_name,
     }
     (run_dir / "tls.conf").unlink(missing_ok=True)
@@ -80,5 +93,7 @@ def proxy_config(  # noqa: PLR0913, PLR0917 - click passes one parameter per opt
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("give both --tls-cert and --tls-key, or neither")
     tls = TlsFiles(tls_listen or "8443", tls_cert, tls_key) if tls_cert and tls_key else None
-    limit = max_body or Settings.from_env().max_body_bytes
-    click.echo(str(render_proxy_config(run_dir, listen, upstream, limit, tls=tls)))
+    limits = BodyLimits.from_settings(Settings.from_env())
+    if max_body:
+        limits = limits._replace(body=max_body)
+    click.echo(str(render_proxy_config(run_dir, listen, upstream, limits, tls=tls)))

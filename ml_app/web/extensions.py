@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask_cors import CORS
+
 from ml_app.web.auth import require_metrics_token
 from ml_app.web.exporter import ArchiveAwareMetrics
 
@@ -14,3 +16,6 @@ from ml_app.web.exporter import ArchiveAwareMetrics
 exporter = ArchiveAwareMetrics.for_app_factory(
     export_defaults=False, metrics_decorator=require_metrics_token
 )
+
+# Bound only when ML_APP_CORS_ORIGINS names an origin; its options live in ml_app.web.cors.
+cors = CORS()

@@ -20,13 +20,14 @@ import pytest
 import requests
 
 from ml_app.core.config import PROJECT_ROOT
-from ml_app.ops.proxy import TlsFiles, render_proxy_config
+from ml_app.ops.proxy import BodyLimits, TlsFiles, render_proxy_config
 from tests.support.debian import ensure_commands
 from tests.support.polling import wait_until
 from tests.support.reference import IRIS_SETOSA
 from tests.support.server import GunicornServer, free_port, terminate
 
 MAX_BODY = 1024 * 1024
+ADMIN_MAX_BODY = 3 * MAX_BODY
 SLOW_CLIENTS = 50
 SLOW_SECONDS = 40
 
@@ -34,7 +35,11 @@ SLOW_SECONDS = 40
 def _nginx(run_dir: Path, listen_port: int, upstream_port: int, tls: TlsFiles | None = None):
     (nginx,) = ensure_commands(("nginx",), ("nginx",))
     config = render_proxy_config(
-        run_dir, f"127.0.0.1:{listen_port}", f"127.0.0.1:{upstream_port}", MAX_BODY, tls=tls
+        run_dir,
+        f"127.0.0.1:{listen_port}",
+        f"127.0.0.1:{upstream_port}",
+        BodyLimits(MAX_BODY, ADMIN_MAX_BODY),
+        tls=tls,
     )
     with (run_dir / "nginx.log").open("wb") as log:
         process = subprocess.Popen(
@@ -132,6 +137,33 @@ def test_a_body_over_the_limit_gets_a_json_413_the_client_can_read(proxied):
     assert response.headers["X-Request-ID"] == "too-big-1"
 
 
+def test_admin_uploads_have_their_own_limit(proxied):
+    """Past the request limit, under the admin upload limit: through nginx to the app's token
+    check (401 here: no token), not refused by nginx; past the upload limit: nginx's JSON 413."""
+    _, url = proxied
+    upload = b"x" * (2 * MAX_BODY)
+    through = requests.post(
+        url + "/admin/models/iris/versions", files={"artifact": ("m.skops", upload)}, timeout=30
+    )
+    assert through.status_code in (401, 404)  # the app answered: nginx let the upload through
+    assert through.json()["code"] in ("unauthorized", "not_found")
+    over = requests.post(
+        url + "/admin/models/iris/versions",
+        files={"artifact": ("m.skops", b"x" * (ADMIN_MAX_BODY + 1))},
+        headers={"X-Request-ID": "upload-1"},
+        timeout=30,
+    )
+    assert over.status_code == 413
+    assert over.json() == {
+        "error": f"Upload is larger than the {ADMIN_MAX_BODY}-byte limit "
+        "(ML_APP_ADMIN_MAX_UPLOAD_BYTES).",
+        "code": "payload_too_large",
+        "status": 413,
+        "request_id": "upload-1",
+        "details": {},
+    }
+
+
 def test_the_app_sees_the_client_through_one_trusted_hop(proxied):
     server, url = proxied
     response = requests.post(
@@ -207,6 +239,7 @@ def test_proxy_config_command_renders_a_valid_file(tmp_path):
     config = Path(rendered.stdout.strip())
     text = config.read_text()
     assert "client_max_body_size 10485760;" in text  # ML_APP_MAX_BODY_BYTES' default
+    assert "client_max_body_size 268435456;" in text  # ML_APP_ADMIN_MAX_UPLOAD_BYTES' default
     assert "${NGINX_" not in text
     checked = subprocess.run(
         [nginx, "-t", "-c", str(config), "-e", "stderr"],

@@ -165,3 +165,23 @@ def test_openapi_declares_the_key_schemes_and_answers_when_keys_are_on(keyed_app
     plain = client.get("/openapi.json").get_json()
     assert "securitySchemes" not in plain.get("components", {})
     assert "security" not in plain["paths"]["/predict"]["post"]
+
+
+def test_with_cors_a_preflight_passes_and_a_refusal_is_readable(demo_store, keys_file, keys):
+    origin = "http://127.0.0.1:5173"
+    app = create_app(
+        {"store": demo_store, "api_keys_file": str(keys_file), "cors_origins": (origin,)}
+    )
+    preflight = _client(app).options(
+        "/predict",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "X-API-Key, Content-Type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    refused = _client(app).post("/predict", json={}, headers={"Origin": origin})
+    assert refused.status_code == 401
+    assert refused.headers["Access-Control-Allow-Origin"] == origin  # the page can read why
