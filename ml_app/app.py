@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ml_app.core.apikeys import KeyRing
 from ml_app.core.config import Settings
 from ml_app.core.logformat import configure_logging
 from ml_app.core.registry import ModelRegistry
@@ -16,6 +18,7 @@ from ml_app.core.shadow import ShadowRunner
 from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.ops.cli import models as models_command
 from ml_app.web.api import admin, health, models, predict
+from ml_app.web.auth import register_api_keys
 from ml_app.web.context import register_request_context
 from ml_app.web.cors import register_cors
 from ml_app.web.encoding import register_request_decoding
@@ -46,6 +49,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(settings.log_level)
     register_request_decoding(app)
     register_request_context(app)
+    register_api_keys(app, bool(settings.api_keys_file))
     register_state(app, settings)
     register_rate_limits(app, settings)
     register_blueprints(app, settings)
@@ -74,8 +78,16 @@ def register_state(app: Flask, settings: Settings) -> None:
         registry=registry,
         watcher=watcher,
         shadow=ShadowRunner(settings.shadow_queue_size),
+        api_keys=_key_ring(settings),
     )
     registry.load_all()
+
+
+def _key_ring(settings: Settings) -> KeyRing | None:
+    # Off without a keys file, so a local `make run` needs no setup.
+    if not settings.api_keys_file:
+        return None
+    return KeyRing(Path(settings.api_keys_file).expanduser(), settings.reload_interval)
 
 
 def register_blueprints(app: Flask, settings: Settings) -> None:

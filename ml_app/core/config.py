@@ -158,6 +158,9 @@ class Settings:
     # Proxies in front whose X-Forwarded-For / X-Forwarded-Proto are trusted (Werkzeug's
     # ProxyFix): 1 behind the bundled nginx; 0 (the default) trusts no forwarded header.
     proxy_hops: int = _setting(0, _parse_count)
+    # JSON file of API keys (`python -m ml_app keys add`); when set, prediction and model
+    # routes need a key, re-read on change every reload_interval. Empty (the default): no keys.
+    api_keys_file: str = _setting("", str.strip)
     # Browser origins allowed to call the API from their pages (comma-separated, each
     # scheme://host[:port]); none by default, and then no CORS header is ever sent.
     cors_origins: tuple[str, ...] = _setting((), _parse_origins)

@@ -45,6 +45,12 @@ class ModelNotReady(ApiError):
     status, code = 503, "model_not_ready"
 
 
+class Forbidden(ApiError):
+    """The caller's API key is valid but may not call this model."""
+
+    status, code = 403, "forbidden"
+
+
 class PayloadTooLarge(ApiError):
     """The body or the batch exceeds the configured limit."""
 

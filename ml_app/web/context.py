@@ -18,6 +18,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from ml_app.core import metrics
+from ml_app.core.apikeys import ApiKey
 from ml_app.core.logformat import log_access
 from ml_app.core.model import LoadedModel
 from ml_app.core.snapshot import Route
@@ -41,6 +42,8 @@ class RequestContext:
     route: Route | None = None  # what serves it, once a prediction route resolved the model
     rows: int | None = None  # rows predicted
     error_code: str | None = None  # set by the error renderer
+    key_id: str | None = None  # the caller's API key id (never the key), when keys are on
+    api_key: ApiKey | None = None  # its entry: which models it may call
 
     @property
     def model(self) -> LoadedModel | None:
@@ -107,6 +110,8 @@ def close_request(response: Response) -> Response:
         fields["rows"] = context.rows
     if context.error_code is not None:
         fields["error_code"] = context.error_code
+    if context.key_id is not None:
+        fields["key_id"] = context.key_id
     log_access(context.request_id, context.started, fields)
     return response
 

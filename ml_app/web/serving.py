@@ -11,6 +11,7 @@ import numpy as np
 from flask import Response, after_this_request, request
 
 from ml_app.core.dataplane import predict_routed
+from ml_app.core.errors import Forbidden
 from ml_app.core.model import LoadedModel, Outputs
 from ml_app.web.context import request_context
 from ml_app.web.rate_limits import charge_rows
@@ -24,8 +25,13 @@ def resolve_model(name: str | None = None, version: str | None = None) -> Loaded
     """The model serving this request, noted in the request context."""
     context = request_context()
     routing_key = request.environ.get(_ROUTING_KEY_ENVIRON) or None
-    context.route = context.state.registry.route(name, version, routing_key)
-    return context.route.model
+    route = context.state.registry.route(name, version, routing_key)
+    key = context.api_key
+    if key is not None and not key.allows(route.model.name):
+        # Checked here, where every protocol learns its model, so no route can miss it.
+        raise Forbidden(f"API key {key.id} may not call model {route.model.name!r}.")
+    context.route = route
+    return route.model
 
 
 def predict_matrix(matrix: np.ndarray) -> Outputs:

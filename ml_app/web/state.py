@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from ml_app.core.apikeys import KeyRing
 from ml_app.core.config import Settings
 from ml_app.core.drain import DrainMarker
 from ml_app.core.registry import ModelRegistry
@@ -24,6 +25,7 @@ class AppState:
     registry: ModelRegistry
     watcher: StoreWatcher | None = None
     shadow: ShadowRunner | None = None
+    api_keys: KeyRing | None = None  # None: no keys file, every route open
 
     def not_ready_reasons(self, snapshot: Snapshot | None = None) -> list[str]:
         """Why this server should get no traffic now (for `snapshot`, default the current)."""

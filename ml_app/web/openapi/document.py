@@ -22,6 +22,15 @@ from werkzeug.routing import Rule
 from ml_app.core.tabular import SplitFrame, TabularRows
 from ml_app.core.validation import FeatureRows
 from ml_app.version import VERSION
+from ml_app.web.auth import requires_api_key
+from ml_app.web.openapi.operations import (
+    ERROR_MEANINGS,
+    MISSING_KEY,
+    SECURITY_SCHEMES,
+    ErrorBody,
+    json_content,
+)
+from ml_app.web.state import state_of
 
 UNDOCUMENTED = "x-undocumented"
 _SKIPPED_METHODS = {"HEAD", "OPTIONS"}
@@ -98,15 +107,21 @@ def build_document(app: Flask, operations: Mapping[str, dict[str, Any]]) -> dict
     plugin.converter.add_attribute_function(_feature_rows_property)
     for name, description in TAGS.items():
         spec.tag({"name": name, "description": description})
+    state = state_of(app)
+    keys_on = state is not None and state.api_keys is not None
+    if keys_on:
+        for name, scheme in SECURITY_SCHEMES.items():
+            spec.components.security_scheme(name, scheme)
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
         described = operations.get(rule.endpoint) or _undocumented(app, rule)
         for method in sorted((rule.methods or set()) - _SKIPPED_METHODS):
-            paths.setdefault(openapi_path(rule), {})[method.lower()] = _for_rule(
-                described, rule, method
-            )
+            op = _for_rule(described, rule, method)
+            if keys_on and requires_api_key(rule.endpoint):
+                _declare_api_key(op, method)
+            paths.setdefault(openapi_path(rule), {})[method.lower()] = op
     for path in sorted(paths):
         spec.path(path=path, operations=paths[path])
     return spec.to_dict()
@@ -129,6 +144,17 @@ def _for_rule(described: dict[str, Any], rule: Rule, method: str) -> dict[str, A
     ]
     op["parameters"] = path_parameters + op.get("parameters", [])
     return op
+
+
+def _declare_api_key(op: dict[str, Any], method: str) -> None:
+    """Either key header will do; without one 401, and (predictions) 403 for another model."""
+    op["security"] = [{name: []} for name in SECURITY_SCHEMES]
+    responses = op["responses"]
+    responses["401"] = {"description": MISSING_KEY, "content": json_content(ErrorBody)}
+    if method == "POST":  # a prediction: the model it names may be outside the key's list
+        # The route's own error body (MLflow's differs), as its other model errors use.
+        content = responses.get("404", {}).get("content") or json_content(ErrorBody)
+        responses["403"] = {"description": ERROR_MEANINGS[403], "content": content}
 
 
 def _undocumented(app: Flask, rule: Rule) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from marshmallow import Schema, fields
 ERROR_MEANINGS = {
     400: "Malformed request: not JSON, not the expected object, or (protocols) invalid input",
     401: "ML_APP_METRICS_TOKEN is set and the bearer token is missing or wrong",
+    403: "The API key is valid but may not call this model (its `models` list)",
     404: "No such model, version, alias or route",
     413: "Body larger than ML_APP_MAX_BODY_BYTES, or more rows than ML_APP_MAX_BATCH_ROWS",
     415: "Content-Type not accepted by this route",
@@ -18,6 +19,14 @@ ERROR_MEANINGS = {
     503: "The model's artifact failed to load, the server is not ready, or (fail closed) the "
     "rate-limit store is unreachable",
 }
+
+
+# With ML_APP_API_KEYS_FILE set, a key goes in either header (ml_app.web.auth).
+SECURITY_SCHEMES = {
+    "apiKeyBearer": {"type": "http", "scheme": "bearer", "description": "API key as a bearer"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+MISSING_KEY = "No API key, or one that is not in ML_APP_API_KEYS_FILE (WWW-Authenticate says how)"
 
 
 class ErrorBody(Schema):

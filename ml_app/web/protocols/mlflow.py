@@ -40,6 +40,7 @@ _REQUEST = MlflowRequest()
 # MLflow's error codes (mlflow.protos.databricks_pb2) for the statuses this route answers.
 _ERROR_CODES = {
     400: "BAD_REQUEST",
+    403: "PERMISSION_DENIED",
     404: "RESOURCE_DOES_NOT_EXIST",
     413: "BAD_REQUEST",
     415: "BAD_REQUEST",
