@@ -17,6 +17,7 @@ import requests
 from ml_app.core import lifecycle
 from ml_app.core.store import ModelStore
 from tests.integration.test_lifecycle import Load
+from tests.support.polling import wait_until
 from tests.support.prometheus import Exposition
 from tests.support.reference import IRIS_SETOSA
 from tests.support.server import GunicornServer
@@ -74,6 +75,18 @@ def _first_report(server: GunicornServer, problem: str) -> float:
         time.sleep(0.1)
 
 
+def _master_loaded(server: GunicornServer, version: str) -> bool:
+    """Whether the Gunicorn master (which polls the store too) has loaded iris `version`."""
+    return any(
+        entry.get("pid") == server.process.pid
+        and entry.get("model") == "iris"
+        and entry.get("version") == version
+        and "load_seconds" in entry
+        and not entry.get("error")
+        for entry in server.log_entries()
+    )
+
+
 def _forked_after(server: GunicornServer, moment: float) -> set[int]:
     """Workers whose first request was served after `moment`."""
     first: dict[int, float] = {}
@@ -122,6 +135,9 @@ def test_version_loaded_after_start_then_damaged_serves_on_workers_forked_later(
     add_version(store, "iris", "2")  # the master loaded the store before this version existed
     lifecycle.set_alias(ModelStore(store), "iris", "production", "2")
     _settle(recycling.url, "/predict", "2")
+    # Workers forked later inherit the master's copy: the damage must come after the master's
+    # own poll loaded version 2 (before it, nothing verified is left to inherit; README).
+    wait_until(lambda: _master_loaded(recycling, "2"), SETTLE, "the master to load iris version 2")
     with (store / "iris" / "2" / "model.skops").open("r+b") as handle:
         handle.truncate(100)
     reported_at = _first_report(recycling, "version 2 failed re-verification")
