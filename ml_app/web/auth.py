@@ -75,7 +75,7 @@ def require_api_key() -> Any:
             f"The API key {reason}: send 'Authorization: Bearer <key>' or '{API_KEY_HEADER}'.",
             "ml_app",
         )
-    context.key_id, context.api_key = entry.id, entry
+    context.api_key = entry
     return None
 
 

@@ -42,13 +42,17 @@ class RequestContext:
     route: Route | None = None  # what serves it, once a prediction route resolved the model
     rows: int | None = None  # rows predicted
     error_code: str | None = None  # set by the error renderer
-    key_id: str | None = None  # the caller's API key id (never the key), when keys are on
-    api_key: ApiKey | None = None  # its entry: which models it may call
+    api_key: ApiKey | None = None  # the caller's key entry (id, models), when keys are on
 
     @property
     def model(self) -> LoadedModel | None:
         """The model version serving this request, once resolved."""
         return self.route.model if self.route is not None else None
+
+    @property
+    def key_id(self) -> str | None:
+        """The caller's API key id (never the key), when keys are on."""
+        return self.api_key.id if self.api_key is not None else None
 
 
 def request_id_for(environ: dict[str, Any]) -> str:

@@ -49,7 +49,7 @@ def limits_for(key_id: str | None, rate_limits: RateLimits) -> tuple[RateLimitIt
 
 def client_identity() -> tuple[str | None, str]:
     """The API key id when the request carried one, and the counting key (key id, else IP)."""
-    key_id = getattr(request_context(), "key_id", None)
+    key_id = request_context().key_id
     return key_id, f"key:{key_id}" if key_id else f"ip:{request.remote_addr}"
 
 
