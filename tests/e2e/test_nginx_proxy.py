@@ -28,6 +28,7 @@ from tests.support.server import GunicornServer, free_port, terminate
 
 MAX_BODY = 1024 * 1024
 ADMIN_MAX_BODY = 3 * MAX_BODY
+ADMIN_TOKEN = "nginx-test-token"
 SLOW_CLIENTS = 50
 SLOW_SECONDS = 40
 
@@ -65,6 +66,8 @@ def proxied(demo_store: Path, tmp_path: Path) -> Iterator[tuple[GunicornServer, 
         wait_for="/health/ready",
         ML_APP_PROXY_HOPS="1",
         ML_APP_MAX_BODY_BYTES=str(MAX_BODY),
+        ML_APP_ADMIN_TOKEN=ADMIN_TOKEN,
+        ML_APP_ADMIN_MAX_UPLOAD_BYTES=str(ADMIN_MAX_BODY),
     ).start()
     port = free_port()
     nginx = _nginx(tmp_path / "nginx", port, server.port)
@@ -138,15 +141,17 @@ def test_a_body_over_the_limit_gets_a_json_413_the_client_can_read(proxied):
 
 
 def test_admin_uploads_have_their_own_limit(proxied):
-    """Past the request limit, under the admin upload limit: through nginx to the app (404 here:
-    no admin token, no admin routes), not refused by nginx; past the upload limit: nginx's 413."""
+    """Past the request limit, under the admin upload limit: through nginx to the app, which
+    reads the upload and refuses it (not a model: 422); past the upload limit: nginx's 413."""
     _, url = proxied
-    upload = b"x" * (2 * MAX_BODY)
     through = requests.post(
-        url + "/admin/models/iris/versions", files={"artifact": ("m.skops", upload)}, timeout=30
+        url + "/admin/models/iris/versions",
+        files={"artifact": ("m.skops", b"x" * (2 * MAX_BODY))},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
     )
-    # the app answered (no admin token set, so no admin routes): nginx let the upload through
-    assert (through.status_code, through.json()["code"]) == (404, "not_found")
+    assert through.headers.get("Content-Type") == "application/json", through.text[:200]
+    assert (through.status_code, through.json()["code"]) == (422, "invalid_input")
     over = requests.post(
         url + "/admin/models/iris/versions",
         files={"artifact": ("m.skops", b"x" * (ADMIN_MAX_BODY + 1))},
@@ -189,11 +194,13 @@ def test_an_unreachable_app_is_a_json_503(demo_store, tmp_path):
     nginx = _nginx(tmp_path / "nginx", port, free_port())  # nothing listens upstream
     try:
         response = _predict(f"http://127.0.0.1:{port}")
+        admin = requests.get(f"http://127.0.0.1:{port}/admin/models/iris", timeout=10)
     finally:
         terminate(nginx)
-    assert response.status_code == 503
-    assert response.json()["code"] == "upstream_unavailable"
-    assert response.headers["Retry-After"] == "1"
+    for answer in (response, admin):  # the admin location has its own error pages: same shape
+        assert answer.status_code == 503
+        assert answer.json()["code"] == "upstream_unavailable"
+        assert answer.headers["Retry-After"] == "1"
 
 
 def test_tls_with_a_certificate_from_files(demo_store, tmp_path):
