@@ -90,12 +90,19 @@ def _register(container: Container, artifact: Path) -> requests.Response:
 
 
 def _served(container: Container, version: str) -> dict:
+    """The version as served, once every worker has it: each answer comes from whichever
+    worker takes the connection, so ten loaded answers in a row are asked for, not one."""
+
     def loaded() -> dict | None:
         described = requests.get(f"{container.url}/models/{MODEL}", timeout=10).json()
         found = [v for v in described["versions"] if v["version"] == version]
         return found[0] if found and found[0]["state"] == "loaded" else None
 
-    return wait_until(loaded, 30, f"version {version} loaded")
+    def loaded_everywhere() -> dict | None:
+        answers = [loaded() for _ in range(10)]
+        return answers[-1] if all(answers) else None
+
+    return wait_until(loaded_everywhere, 30, f"version {version} loaded by every worker")
 
 
 def _answers(container: Container, version: str, rows: np.ndarray) -> list[dict]:
