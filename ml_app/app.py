@@ -19,6 +19,7 @@ from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.ops.cli import models as models_command
 from ml_app.web.api import admin, health, models, predict
 from ml_app.web.auth import register_api_keys
+from ml_app.web.body_drain import UnreadBodyDrain
 from ml_app.web.context import register_request_context
 from ml_app.web.cors import register_cors
 from ml_app.web.encoding import register_request_decoding
@@ -48,6 +49,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     configure_logging(settings.log_level)
     register_request_decoding(app)
+    register_body_drain(app, settings)
     register_request_context(app)
     register_api_keys(app, bool(settings.api_keys_file))
     register_state(app, settings)
@@ -60,6 +62,17 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_proxy_trust(app, settings.proxy_hops)
     app.cli.add_command(models_command)  # `flask --app ml_app models ...`
     return app
+
+
+def register_body_drain(app: Flask, settings: Settings) -> None:
+    """Read the unread rest of a body before answering, so an early answer is not reset."""
+
+    def largest_body(path: str) -> int:
+        if path.startswith(f"{admin.bp.url_prefix}/"):
+            return settings.admin_max_upload_bytes
+        return settings.max_body_bytes
+
+    app.wsgi_app = UnreadBodyDrain(app.wsgi_app, largest_body)  # type: ignore[method-assign]
 
 
 def register_proxy_trust(app: Flask, hops: int) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
-from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream, get_content_length
 
 from ml_app.core.errors import ApiError, BadRequest, UnsupportedMediaType
@@ -152,8 +152,7 @@ def _decode_body(environ: dict[str, Any], limit: int | None) -> None:
     try:
         body = _read_at_most(decoded, limit)
     except (ApiError, HTTPException) as exc:
-        # Read the rest of what was sent, so the client sees the answer, not a reset.
-        _drain(source, limit)
+        # (UnreadBodyDrain reads the rest of what was sent, so the client sees the answer.)
         # Without its traceback, which holds the decoded part and would live as long as the
         # request does.
         environ["wsgi.input"] = RefusedStream(exc.with_traceback(None))
@@ -174,16 +173,6 @@ def _read_at_most(stream: Any, limit: int | None) -> bytes:
         if limit is not None and size > limit:
             raise RequestEntityTooLarge()
     return b"".join(chunks)
-
-
-def _drain(stream: Any, limit: int | None) -> None:
-    """Read and drop what is left of a body, up to `limit` bytes."""
-    left = limit if limit is not None else 0
-    try:
-        while left > 0 and (chunk := stream.read(min(_COMPRESSED_STEP, left))):
-            left -= len(chunk)
-    except (ClientDisconnected, OSError, ValueError):
-        pass  # the client is gone: nothing is left to protect
 
 
 def register_request_decoding(app: Flask) -> None:

@@ -169,6 +169,32 @@ def test_admin_uploads_have_their_own_limit(proxied):
     }
 
 
+@pytest.mark.parametrize(
+    ("path", "size", "status", "code"),
+    [
+        ("/models/no-such-model/predict", MAX_BODY - 100, 404, "model_not_found"),
+        ("/admin/models/iris/versions", 2 * MAX_BODY, 401, "unauthorized"),
+    ],
+)
+def test_an_answer_given_before_the_body_is_read_reaches_the_client(
+    proxied, path, size, status, code
+):
+    """The app refuses before reading a large body; the client still gets the app's JSON answer
+    (an unread body left in the socket must not turn the answer into a reset, and nginx's 502)."""
+    _, url = proxied
+    body = b'{"features": [' + b"1.0, " * (size // 5 - 4) + b"1.0]}"
+    for attempt in range(20):
+        response = requests.post(
+            url + path,
+            data=body,
+            headers={"Content-Type": "application/json", "X-Request-ID": f"early-{attempt}"},
+            timeout=30,
+        )
+        assert response.headers.get("Content-Type") == "application/json", response.text[:200]
+        assert (response.status_code, response.json()["code"]) == (status, code)
+        assert response.json()["request_id"] == f"early-{attempt}"
+
+
 def test_the_app_sees_the_client_through_one_trusted_hop(proxied):
     server, url = proxied
     response = requests.post(
