@@ -48,8 +48,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     # Werkzeug answers 413 before the body is read when it is larger than this.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     configure_logging(settings.log_level)
-    register_request_decoding(app)
-    register_body_drain(app, settings)
+    register_request_bodies(app, settings)
     register_request_context(app)
     register_api_keys(app, bool(settings.api_keys_file))
     register_state(app, settings)
@@ -64,14 +63,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def register_body_drain(app: Flask, settings: Settings) -> None:
-    """Read the unread rest of a body before answering, so an early answer is not reset."""
+def register_request_bodies(app: Flask, settings: Settings) -> None:
+    """Compressed bodies decoded, and unread rests drained, each under the route's body limit."""
 
     def largest_body(path: str) -> int:
         if path.startswith(f"{admin.bp.url_prefix}/"):
             return settings.admin_max_upload_bytes
         return settings.max_body_bytes
 
+    register_request_decoding(app, largest_body)
     app.wsgi_app = UnreadBodyDrain(app.wsgi_app, largest_body)  # type: ignore[method-assign]
 
 

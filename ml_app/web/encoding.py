@@ -1,7 +1,8 @@
 """Compressed request bodies (`Content-Encoding: gzip` or `deflate`), decoded once for every route.
 
 `RequestDecoding` wraps the WSGI app and only replaces `wsgi.input`; it never answers anything
-itself. The body is inflated in bounded steps up to `MAX_CONTENT_LENGTH` decoded bytes; within
+itself. The body is inflated in bounded steps up to the route's body limit in decoded bytes
+(`ML_APP_MAX_BODY_BYTES`; `ML_APP_ADMIN_MAX_UPLOAD_BYTES` under `/admin/`); within
 it, the app reads the decoded body with its decoded `Content-Length`, so Werkzeug's own checks
 apply as to any body. Otherwise `wsgi.input` becomes a stream that raises the reason when the
 view reads it: 413 past the limit (a "zip bomb" costs at most the limit in memory), 415 for an
@@ -119,14 +120,16 @@ def _codings(header: str) -> list[str] | None:
 class RequestDecoding:
     """WSGI middleware: a compressed body becomes a decoded `wsgi.input`; nothing else changes."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], config: dict[str, Any]) -> None:
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], limit_for_path: Callable[[str], int]
+    ) -> None:
         self.app = app
-        self.config = config
+        self.limit_for_path = limit_for_path
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """Decode the body when it is compressed, then call the app."""
         if environ.get("HTTP_CONTENT_ENCODING"):
-            _decode_body(environ, self.config["MAX_CONTENT_LENGTH"])
+            _decode_body(environ, self.limit_for_path(environ.get("PATH_INFO", "")))
         return self.app(environ, start_response)
 
 
@@ -175,6 +178,6 @@ def _read_at_most(stream: Any, limit: int | None) -> bytes:
     return b"".join(chunks)
 
 
-def register_request_decoding(app: Flask) -> None:
-    """Decode compressed request bodies for every route, under Werkzeug's body limit."""
-    app.wsgi_app = RequestDecoding(app.wsgi_app, app.config)  # type: ignore[method-assign]
+def register_request_decoding(app: Flask, limit_for_path: Callable[[str], int]) -> None:
+    """Decode compressed request bodies for every route, under the route's body limit."""
+    app.wsgi_app = RequestDecoding(app.wsgi_app, limit_for_path)  # type: ignore[method-assign]

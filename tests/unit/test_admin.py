@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 
 import pytest
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from ml_app import create_app
 from ml_app.core.store import ModelStore
@@ -154,6 +157,30 @@ def test_uploads_have_their_own_size_limit(store, tmp_path):
     assert (refused.status_code, body["code"]) == (413, "payload_too_large")
     assert f"{len(artifact) // 2}-byte limit (ML_APP_ADMIN_MAX_UPLOAD_BYTES)" in body["error"]
     assert (body["status"], body["request_id"]) == (413, refused.headers["X-Request-ID"])
+    assert ModelStore(store).versions("iris") == ["1", "2"]
+
+
+def test_a_compressed_upload_is_held_to_the_upload_limit(store, tmp_path):
+    """A gzip-compressed artifact upload decodes under the upload limit, not the request one."""
+    artifact = save_iris_forest(tmp_path / "forest.skops", trees=3).read_bytes()
+    boundary, form = encode_multipart(
+        {"artifact": FileStorage(io.BytesIO(artifact), "forest.skops")}
+    )
+    limits = {"store": store, "reload_interval": 0, "admin_token": TOKEN, "max_body_bytes": 100}
+
+    def upload(admin_max_upload_bytes: int):
+        app = create_app({**limits, "admin_max_upload_bytes": admin_max_upload_bytes})
+        return app.test_client().post(
+            "/admin/models/iris/versions",
+            data=gzip.compress(form),
+            headers={**AUTH, "Content-Encoding": "gzip"},
+            content_type=f"multipart/form-data; boundary={boundary}",
+        )
+
+    accepted = upload(len(form) + 1024)
+    assert (accepted.status_code, accepted.get_json()["version"]) == (201, "2")
+    refused = upload(len(form) // 2)
+    assert (refused.status_code, refused.get_json()["code"]) == (413, "payload_too_large")
     assert ModelStore(store).versions("iris") == ["1", "2"]
 
 
