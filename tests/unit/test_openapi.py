@@ -16,7 +16,11 @@ from ml_app.web.openapi.document import TAGS, UNDOCUMENTED, openapi_path
 from tests.support.server import PROJECT_ROOT
 from tests.support.store import add_version
 
-ERROR_SCHEMAS = {"#/components/schemas/ErrorBody", "#/components/schemas/MlflowError"}
+ERROR_SCHEMAS = {
+    "#/components/schemas/ErrorBody",
+    "#/components/schemas/MlflowError",
+    "#/components/schemas/GraphQLErrors",
+}
 
 
 def _document(client):
