@@ -10,14 +10,17 @@ from typing import Any
 import numpy as np
 import strawberry
 from graphql import GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from marshmallow import Schema, ValidationError
 from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    ParserCache,
     SchemaExtension,
+    ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -25,7 +28,7 @@ from ml_app.core.config import Settings
 from ml_app.core.errors import ApiError, InvalidInput
 from ml_app.core.model import LoadedModel
 from ml_app.core.validation import FeatureRows as RowsField
-from ml_app.core.validation import MatrixContext, load_for_model
+from ml_app.core.validation import MatrixContext, validate_matrix
 from ml_app.web.body import batch_limits
 from ml_app.web.context import request_context
 from ml_app.web.graphql.types import (
@@ -39,6 +42,7 @@ from ml_app.web.serving import predict_matrix, resolve_model
 from ml_app.web.state import app_state
 
 log = logging.getLogger("ml_app.graphql")
+_CACHED_DOCUMENTS = 256  # distinct query texts kept parsed and validated, per worker
 _ROW_KINDS = {"rows": (list, "a list of numbers"), "namedRows": (dict, "an object of features")}
 
 
@@ -57,10 +61,11 @@ def _check_row_kinds(arguments: dict[str, Any]) -> None:
     details: dict[str, list[str]] = {}
     for argument, rows in arguments.items():
         kind, wording = _ROW_KINDS[argument]
-        if isinstance(rows, list):
-            for index, row in enumerate(rows):
-                if not isinstance(row, kind):
-                    details[f"{argument}.{index}"] = [f"Must be {wording}."]
+        if not isinstance(rows, list) or set(map(type, rows)) <= {kind}:
+            continue  # all of the right kind (or not a list: the validator says so)
+        for index, row in enumerate(rows):
+            if not isinstance(row, kind):
+                details[f"{argument}.{index}"] = [f"Must be {wording}."]
     if details:
         first, messages = next(iter(details.items()))
         raise InvalidInput(f"Invalid input: {first}: {messages[0]}", details)
@@ -68,8 +73,7 @@ def _check_row_kinds(arguments: dict[str, Any]) -> None:
 
 def _matrix(arguments: dict[str, Any], limits: MatrixContext) -> np.ndarray:
     _check_row_kinds(arguments)
-    data = load_for_model(_ROW_ARGUMENTS, arguments, limits.model, limits.max_rows)
-    return next(iter(data.values()))
+    return validate_matrix(_ROW_ARGUMENTS, arguments, limits.model, limits.max_rows)[0]
 
 
 def entity_rows(model: LoadedModel, entities: Any) -> np.ndarray:
@@ -140,15 +144,26 @@ class _ModelServerSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
-    """The schema with its protection: depth, alias and token limits; introspection optional."""
+    """The schema with its protection: depth, alias and token limits; introspection optional.
+
+    graphql-core validates a small query in ~4 ms here (a REST prediction takes ~0.4 ms), so
+    parsed and validated documents are cached (LRU, per query text): clients send the same
+    query with new variables. The limits' rules are built once, so the cache can recognise them;
+    a refused query stays refused, and the token limit bounds what an uncached query costs.
+    """
+    rules = [
+        depth_rule(settings.graphql_max_depth, None),
+        aliases_rule(settings.graphql_max_aliases),
+    ]
+    if not settings.graphql_introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     # Factories, not instances: Strawberry builds each extension afresh for every request.
     extensions: list[Callable[[], SchemaExtension]] = [
         functools.partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
-        functools.partial(QueryDepthLimiter, max_depth=settings.graphql_max_depth),
-        functools.partial(MaxAliasesLimiter, max_alias_count=settings.graphql_max_aliases),
+        functools.partial(AddValidationRules, rules),
+        functools.partial(ParserCache, maxsize=_CACHED_DOCUMENTS),
+        functools.partial(ValidationCache, maxsize=_CACHED_DOCUMENTS),
     ]
-    if not settings.graphql_introspection:
-        extensions.append(DisableIntrospection)
     return _ModelServerSchema(
         query=Query, extensions=extensions, config=StrawberryConfig(scalar_map=SCALARS)
     )
