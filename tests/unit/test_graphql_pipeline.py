@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from flask import request
 
@@ -139,3 +141,17 @@ def test_cors_headers_for_an_allowed_origin(demo_store):
     preflight = client.options("/graphql", headers={"Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == origin
+
+
+def test_the_access_line_counts_the_rows_of_every_predict_field(client, caplog):
+    query = (
+        "query ($a: FeatureRows, $b: FeatureRows) { "
+        'first: predict(model: "iris", rows: $a) { predictions } '
+        'second: predict(model: "iris", rows: $b) { predictions } }'
+    )
+    variables = {"a": IRIS_ROWS, "b": IRIS_ROWS[:2]}
+    with caplog.at_level(logging.INFO, logger="ml_app.access"):
+        response = client.post("/graphql", json={"query": query, "variables": variables})
+    assert response.get_json()["data"]["second"] == {"predictions": ["setosa", "virginica"]}
+    [line] = [r.fields for r in caplog.records if r.name == "ml_app.access"]
+    assert (line["model"], line["version"], line["rows"]) == ("iris", "1", 5)
