@@ -222,6 +222,15 @@ def test_a_bug_in_a_resolver_is_logged_and_answered_generically(client, monkeypa
     assert "secret internals" in str(record.exc_info[1])
 
 
+def test_refusals_are_answers_not_error_logs(client, caplog):
+    with caplog.at_level(logging.WARNING):
+        _graphql(client, "{ nope }")
+        _graphql(client, "query ($m: String!) { model(name: $m) { name } }", m=5)
+        client.post("/graphql", json=predict_body("nope", rows=[IRIS_SETOSA]))
+        client.post("/graphql", json=predict_body("iris", rows=[[1.0]]))
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 def test_a_depth_20_query_is_refused(client):
     body = _graphql(client, nested_query(20)).get_json()
     messages = [e["message"] for e in body["errors"]]

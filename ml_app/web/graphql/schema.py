@@ -135,7 +135,8 @@ class _ModelServerSchema(strawberry.Schema):
     ) -> None:
         for error in errors:
             original = error.original_error
-            if original is not None and not isinstance(original, ApiError | ValidationError):
+            # Errors without a path are the request's (syntax, validation): answered with 400.
+            if error.path is not None and not isinstance(original, ApiError | ValidationError):
                 log.error(
                     "unhandled error in a GraphQL resolver",
                     exc_info=original,
