@@ -25,6 +25,8 @@ from ml_app.web.cors import register_cors
 from ml_app.web.encoding import register_request_decoding
 from ml_app.web.errors import register_error_handlers
 from ml_app.web.flask_app import ModelServerFlask
+from ml_app.web.graphql import wire as graphql_docs
+from ml_app.web.graphql.view import register_graphql
 from ml_app.web.json_provider import OrjsonProvider
 from ml_app.web.metrics import register_metrics
 from ml_app.web.openapi import admin as admin_docs
@@ -107,13 +109,14 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     """Attach the HTTP routes: native ones, each protocol's adapter, admin when a token is set."""
     for module in (predict, models, health, *PROTOCOLS):
         app.register_blueprint(module.bp)
+    register_graphql(app, settings)
     if settings.admin_token:
         app.register_blueprint(admin.bp)
 
 
 def register_docs(app: Flask) -> None:
     """The OpenAPI document (/openapi.json) and Swagger UI (/docs), describing every route."""
-    operations = {**native_docs.OPERATIONS, **admin_docs.OPERATIONS}
+    operations = {**native_docs.OPERATIONS, **admin_docs.OPERATIONS, **graphql_docs.OPERATIONS}
     for module in PROTOCOLS:
         operations.update(module.OPERATIONS)
     register_openapi(app, operations)

@@ -172,6 +172,12 @@ class Settings:
     rate_limit_storage_uri: str = _setting("memory://", str.strip, secret=True)
     # When that store cannot be reached: "open" serves (logged, counted), "closed" answers 503.
     rate_limit_redis_down: str = _setting("open", _parse_redis_down)
+    # GraphQL at /graphql: introspection on (clients and tools read the schema with it); turn
+    # it off to keep the schema private. Depth, aliases and tokens bound what one query costs.
+    graphql_introspection: bool = _setting(True, _parse_bool)
+    graphql_max_depth: int = _setting(10, _parse_positive_int)
+    graphql_max_aliases: int = _setting(15, _parse_positive_int)
+    graphql_max_tokens: int = _setting(2000, _parse_positive_int)
 
     @classmethod
     def from_env(

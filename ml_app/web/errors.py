@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -24,6 +25,15 @@ HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+# Blueprints whose protocol wraps the one error shape in its own (GraphQL's `errors`).
+_ERROR_SHAPES_KEY = "ml_app.error_shapes"
+
+
+def register_error_shape(
+    app: Flask, blueprint: str, reshape: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """Answer errors on a blueprint's routes as `reshape` wraps the one shape (hooks' too)."""
+    app.extensions.setdefault(_ERROR_SHAPES_KEY, {})[blueprint] = reshape
 
 
 def error_response(
@@ -39,6 +49,9 @@ def error_response(
         "request_id": context.request_id,
         "details": details or {},  # always there: one shape for every error
     }
+    reshape = current_app.extensions.get(_ERROR_SHAPES_KEY, {}).get(request.blueprint)
+    if reshape is not None:
+        body = reshape(body)
     return json_response(body, status)
 
 

@@ -37,8 +37,10 @@ def resolve_model(name: str | None = None, version: str | None = None) -> Loaded
 def predict_matrix(matrix: np.ndarray) -> Outputs:
     """Run the model resolve_model chose on a validated matrix: metrics, shadows once answered."""
     context = request_context()
-    context.rows = len(matrix)
-    charge_rows(context.rows)  # a batch costs its rows; known only once validated
+    rows = len(matrix)
+    # A GraphQL query may predict in several fields: the access line counts them all.
+    context.rows = rows if context.rows is None else context.rows + rows
+    charge_rows(rows)  # a batch costs its rows; known only once validated
     shadow = context.state.shadow
     outputs, mirror = predict_routed(context.route, matrix, shadow, context.request_id)
     if mirror is not None:

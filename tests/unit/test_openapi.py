@@ -9,14 +9,18 @@ from html.parser import HTMLParser
 import pytest
 
 from ml_app import create_app
-from ml_app.core import lifecycle
+from ml_app.core import apikeys, lifecycle
 from ml_app.core.store import ModelStore
 from ml_app.version import VERSION
 from ml_app.web.openapi.document import TAGS, UNDOCUMENTED, openapi_path
 from tests.support.server import PROJECT_ROOT
 from tests.support.store import add_version
 
-ERROR_SCHEMAS = {"#/components/schemas/ErrorBody", "#/components/schemas/MlflowError"}
+ERROR_SCHEMAS = {
+    "#/components/schemas/ErrorBody",
+    "#/components/schemas/MlflowError",
+    "#/components/schemas/GraphQLErrors",
+}
 
 
 def _document(client):
@@ -186,3 +190,23 @@ def test_documented_answers_match_what_the_routes_return(store):
         _assert_matches(document, _response_schema(document, path), response.get_json(), url)
     iris = client.get("/models/iris").get_json()
     assert (iris["split"], iris["shadow"]) == ({"1": 0.75, "2": 0.25}, ["2"])
+
+
+def test_graphql_is_one_post_with_graphql_error_bodies(demo_store, tmp_path):
+    keys_file = tmp_path / "keys.json"
+    key = apikeys.add_key(keys_file, "client")
+    app = create_app({"store": demo_store, "api_keys_file": str(keys_file)})
+    document = _document(app.test_client())
+    [(method, post)] = document["paths"]["/graphql"].items()
+    assert method == "post" and post["tags"] == ["GraphQL"]
+    # a model the key may not call is an error inside a 200, so no 403 is documented
+    assert set(post["responses"]) == {"200", "400", "401", "413", "415"}
+    for status in ("400", "401", "413", "415"):
+        schema = post["responses"][status]["content"]["application/json"]["schema"]
+        assert schema["$ref"] == "#/components/schemas/GraphQLErrors"
+    assert not [key for key in post if key.startswith("x-")]
+    example = post["requestBody"]["content"]["application/json"]["example"]
+    answer = app.test_client().post("/graphql", json=example, headers={"X-API-Key": key})
+    assert answer.get_json()["data"]["predict"]["predictions"] == ["setosa", "virginica"]
+    schema = document["components"]["schemas"]["GraphQLRequest"]
+    assert schema["required"] == ["query"]

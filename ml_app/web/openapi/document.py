@@ -26,6 +26,7 @@ from ml_app.web.auth import requires_api_key
 from ml_app.web.openapi.operations import (
     ERROR_MEANINGS,
     MISSING_KEY,
+    OWN_ERROR_BODY,
     SECURITY_SCHEMES,
     ErrorBody,
     json_content,
@@ -48,6 +49,7 @@ TAGS = {
     "Open Inference Protocol V2": "Triton / KServe V2 / MLServer REST, with binary tensor data",
     "KServe V1": "TensorFlow Serving style: instances in, predictions out",
     "MLflow": "MLflow's scoring server: /invocations serves the default model",
+    "GraphQL": "One POST: models, model(name) and predict; errors carry the REST codes",
     "metrics": "Prometheus exposition",
     "docs": "This document and Swagger UI",
     "admin": "Store changes behind ML_APP_ADMIN_TOKEN (routes exist only when it is set)",
@@ -120,7 +122,7 @@ def build_document(app: Flask, operations: Mapping[str, dict[str, Any]]) -> dict
         for method in sorted((rule.methods or set()) - _SKIPPED_METHODS):
             op = _for_rule(described, rule, method)
             if keys_on and requires_api_key(rule.endpoint):
-                _declare_api_key(op, method)
+                _declare_api_key(op, method, described.get(OWN_ERROR_BODY))
             paths.setdefault(openapi_path(rule), {})[method.lower()] = op
     for path in sorted(paths):
         spec.path(path=path, operations=paths[path])
@@ -129,6 +131,7 @@ def build_document(app: Flask, operations: Mapping[str, dict[str, Any]]) -> dict
 
 def _for_rule(described: dict[str, Any], rule: Rule, method: str) -> dict[str, Any]:
     op = copy.deepcopy(described)
+    op.pop(OWN_ERROR_BODY, None)  # read by _declare_api_key from the operation as described
     slug = re.sub(r"[^A-Za-z0-9]+", "_", openapi_path(rule)).strip("_") or "root"
     op["operationId"] = f"{method.lower()}_{slug}"
     path_parameters = [
@@ -146,12 +149,19 @@ def _for_rule(described: dict[str, Any], rule: Rule, method: str) -> dict[str, A
     return op
 
 
-def _declare_api_key(op: dict[str, Any], method: str) -> None:
+def _declare_api_key(
+    op: dict[str, Any], method: str, own_error_body: dict[str, Any] | None = None
+) -> None:
     """Either key header will do; without one 401, and (predictions) 403 for another model."""
     op["security"] = [{name: []} for name in SECURITY_SCHEMES]
     responses = op["responses"]
-    responses["401"] = {"description": MISSING_KEY, "content": json_content(ErrorBody)}
-    if method == "POST":  # a prediction: the model it names may be outside the key's list
+    responses["401"] = {
+        "description": MISSING_KEY,
+        "content": own_error_body or json_content(ErrorBody),
+    }
+    if (
+        method == "POST" and own_error_body is None
+    ):  # a prediction: the model it names may be outside the key's list
         # The route's own error body (MLflow's differs), as its other model errors use.
         content = responses.get("404", {}).get("content") or json_content(ErrorBody)
         responses["403"] = {"description": ERROR_MEANINGS[403], "content": content}

@@ -26,6 +26,9 @@ SECURITY_SCHEMES = {
     "apiKeyBearer": {"type": "http", "scheme": "bearer", "description": "API key as a bearer"},
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
+# An operation that answers errors in its own body, refusals of a model included (GraphQL: a
+# model the key may not call is an error inside a 200): the content of its 401, and no 403.
+OWN_ERROR_BODY = "x-error-body"
 MISSING_KEY = "No API key, or one that is not in ML_APP_API_KEYS_FILE (WWW-Authenticate says how)"
 
 

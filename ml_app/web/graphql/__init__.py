@@ -1,0 +1,1 @@
+"""GraphQL at /graphql (Strawberry): models, model(name) and predict, through the one pipeline."""
