@@ -81,9 +81,25 @@ def _parse_entry(raw: Any) -> ApiKey:
     ):
         raise KeysFileError(f"key {key_id}: models must be a list of model names")
     rate_limit = raw.get("rate_limit")
-    if rate_limit is not None and not isinstance(rate_limit, str):
-        raise KeysFileError(f"key {key_id}: rate_limit must be a string like '10/second'")
+    if rate_limit is not None and not _is_rate_limit(rate_limit):
+        raise KeysFileError(
+            f"key {key_id}: rate_limit must be a limit like '10/second' or "
+            f"'50/second;20000/day', not {rate_limit!r}"
+        )
     return ApiKey(key_id, digest, frozenset(models) if models is not None else None, rate_limit)
+
+
+def _is_rate_limit(value: object) -> bool:
+    # Checked here, so a limit the rate limiter cannot read never reaches it (it would skip it).
+    from limits import parse_many  # only for keys with a limit: `import ml_app` stays light
+
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_many(value)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_keys(content: bytes) -> tuple[ApiKey, ...]:

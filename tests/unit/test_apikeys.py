@@ -71,6 +71,15 @@ def test_add_refuses_a_duplicate_or_unsafe_id_and_a_missing_file_setting(tmp_pat
     assert (unset.exit_code, "ML_APP_API_KEYS_FILE" in unset.output) == (1, True)
 
 
+def test_add_refuses_a_limit_it_cannot_read(tmp_path):
+    path = tmp_path / "keys.json"
+    result = _cli(path, "add", "alice", "--limit", "ten a second")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: key alice: rate_limit")  # no key printed
+    assert "ten a second" in result.output
+    assert not path.exists()  # nothing written
+
+
 def test_the_env_setting_names_the_file(tmp_path, monkeypatch):
     path = tmp_path / "keys.json"
     monkeypatch.setenv("ML_APP_API_KEYS_FILE", str(path))
@@ -86,6 +95,10 @@ def test_the_env_setting_names_the_file(tmp_path, monkeypatch):
         (b'{"keys": [{"id": "a", "sha256": "zz"}]}', "sha256"),
         (b'{"keys": [{"id": "a", "sha256": "' + b"0" * 64 + b'", "models": "iris"}]}', "models"),
         (b'{"keys": [{"id": "a", "sha256": "' + b"0" * 64 + b'", "rate_limit": 5}]}', "rate_limit"),
+        (
+            b'{"keys": [{"id": "a", "sha256": "' + b"0" * 64 + b'", "rate_limit": "lots"}]}',
+            "rate_limit",
+        ),
         (
             b'{"keys": [{"id": "a", "sha256": "'
             + b"0" * 64
