@@ -38,7 +38,7 @@ def predict_matrix(matrix: np.ndarray) -> Outputs:
     """Run the model resolve_model chose on a validated matrix: metrics, shadows once answered."""
     context = request_context()
     context.rows = len(matrix)
-    charge_rows(context.rows)  # a batch costs its rows; known only once validated
+    charge_rows()  # a batch costs its rows; known only once validated
     shadow = context.state.shadow
     outputs, mirror = predict_routed(context.route, matrix, shadow, context.request_id)
     if mirror is not None:
