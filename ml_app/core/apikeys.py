@@ -28,6 +28,7 @@ log = logging.getLogger("ml_app.apikeys")
 # Ids appear in access lines and metric labels: short plain tokens only.
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MISSING = (0, 0, 0)  # the keys file's stat while it does not exist
 
 
 class KeysFileError(ValueError):
@@ -212,7 +213,15 @@ class KeyRing:
             keys = read_keys(self.path)
             self._keys = {bytes.fromhex(key.sha256): key for key in keys}
             self._stat = stat
-            log.info("loaded %d API keys from %s", len(keys), self.path)
+            if stat == _MISSING:
+                log.warning(
+                    "API keys file %s does not exist: every request that needs a key is "
+                    "refused (401) until it does; mount the keys secret there or set "
+                    "ML_APP_API_KEYS_FILE",
+                    self.path,
+                )
+            else:
+                log.info("loaded %d API keys from %s", len(keys), self.path)
         except KeysFileError as exc:
             log.error("keeping the last good API keys: %s: %s", self.path, exc)
         finally:
@@ -222,5 +231,5 @@ class KeyRing:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
-            return (0, 0, 0)
+            return _MISSING
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 
 import orjson
 import pytest
@@ -168,3 +169,16 @@ def test_a_missing_file_accepts_no_key_until_it_appears(tmp_path, monkeypatch):
     assert ring.find(key) is None
     clock[0] += 1
     assert ring.find(key).id == "alice"
+
+
+def test_a_missing_file_is_explained_in_the_log_once(tmp_path, caplog):
+    path = tmp_path / "secret" / "keys.json"
+    with caplog.at_level(logging.INFO, logger="ml_app.apikeys"):
+        ring = KeyRing(path, interval=0.001)
+        for _ in range(3):
+            time.sleep(0.002)
+            assert ring.find("some-key") is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once, not once per request
+    assert str(path) in warnings[0].getMessage()
+    assert "401" in warnings[0].getMessage() and "mount" in warnings[0].getMessage()
