@@ -128,7 +128,7 @@ def register_rate_limits(app: Flask, settings: Settings) -> None:
     hooks = _hook_lists(app)
     before = [len(hook_list) for hook_list in hooks]
     limiter.init_app(app)
-    _run_hooks_only_when_charged(limiter, hooks, before)
+    _replace_limiter_hooks(limiter, hooks, before)
     rows_limit = limiter.shared_limit(limit_for_client, _SCOPE, cost=rows_to_charge)
 
     # Flask-Limiter checks a decorated callable's limits each time it is called, in the
@@ -152,7 +152,7 @@ def _hook_lists(app: Flask) -> tuple[list[Callable], list[Callable], list[Callab
     )
 
 
-def _run_hooks_only_when_charged(
+def _replace_limiter_hooks(
     limiter: Limiter, hooks: tuple[list[Callable], ...], before: list[int]
 ) -> None:
     # init_app appended one hook to each list, each costing every request on every route. Its
