@@ -35,7 +35,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8000 \
     ML_APP_STORE=/app/model/store \
     PROMETHEUS_MULTIPROC_DIR=/tmp/ml_app-metrics \
-    ML_APP_DRAIN_FILE=/tmp/ml_app-metrics/draining
+    ML_APP_DRAIN_FILE=/tmp/ml_app-metrics/draining \
+    ML_APP_API_KEYS_FILE=/run/secrets/ml_app-keys/keys.json
+# API keys are on: predictions need a key from the keys file, mounted from a secret at the path
+# above (docker run -v "$PWD/deploy/keys:/run/secrets/ml_app-keys:ro", compose's secret, the
+# k8s Secret). Without the file every keyed request is 401 and the log says why; health stays up.
 # A fixed numeric uid, so orchestrators can verify runAsNonRoot without a passwd lookup. The
 # Prometheus multiprocess directory must be writable by that user before Gunicorn starts
 # (gunicorn.conf.py creates it when a fresh /tmp is mounted over the image's).

@@ -22,7 +22,9 @@ TAG      ?= latest
 REGISTRY ?=
 # The image listens on 8000 inside; published on $(HOST):$(PORT). Override the whole set to run
 # detached, on the host network or with extra settings (-e WEB_CONCURRENCY=4 ...).
-DOCKER_RUN_FLAGS ?= --rm --stop-timeout 40 -p $(HOST):$(PORT):8000
+# deploy/keys holds the API keys file the image reads (keys --file deploy/keys/keys.json add ID).
+DOCKER_RUN_FLAGS ?= --rm --stop-timeout 40 -p $(HOST):$(PORT):8000 \
+	-v $(CURDIR)/deploy/keys:/run/secrets/ml_app-keys:ro
 
 .PHONY: help venv dev e2e-deps prometheus-tools proxy-tools model run run-proxy test unit integration e2e lint format \
 	clean build run-container push compose-up compose-down train-deps bench

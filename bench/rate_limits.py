@@ -1,11 +1,12 @@
-"""What Redis-backed rate limits cost: ml_app without a limit next to ml_app limited in Redis.
+"""What API keys and Redis-backed rate limits cost, each next to ml_app without either.
 
 Usage: python -m bench.rate_limits [--seconds 5] [--rounds 3]
 Trains the demo store into a scratch folder, starts redis-server (Debian's, installed with
-apt-get when missing) on a free loopback port and two ml_app servers (2 sync workers each, the
-project's gunicorn.conf.py): one without ML_APP_RATE_LIMIT, one with a limit no run reaches,
-counted in that Redis. wrk drives one iris row at a time, 8 connections, alternating the two and
-flipping their order every round; the ratio is taken within each round.
+apt-get when missing) on a free loopback port and three ml_app servers (2 sync workers each, the
+project's gunicorn.conf.py): one with neither keys nor limits, one with API keys on (a keys file
+of one key), one with a limit no run reaches counted in that Redis. wrk drives one iris row at a
+time with the key in X-API-Key (ignored where keys are off), 8 connections, each server in turn,
+the order rotating every round; the ratios are taken within each round.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from bench.bodies import bodies
 from bench.servers import Server, free_port, running
 from bench.wrk import Wrk
+from ml_app.core import apikeys
 from model.train import main as train_demo_store
 
 MODEL = "iris"
@@ -43,21 +45,28 @@ def start_redis(scratch: Path) -> tuple[subprocess.Popen, str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-def compare(servers: dict[str, Server], args: argparse.Namespace, scratch: Path) -> list[dict]:
-    """wrk rounds over both servers, alternating; req/s of each per round."""
+def compare(
+    servers: dict[str, Server], args: argparse.Namespace, scratch: Path, key: str
+) -> list[dict]:
+    """wrk rounds over every server, the order rotating each round; req/s of each per round."""
     wrk = Wrk(scratch, connections=8)
     body = scratch / "single.json"
     body.write_bytes(bodies()[MODEL, "single"])
     rounds = []
     for number in range(args.rounds):
-        names = list(servers) if number % 2 == 0 else list(reversed(servers))
-        rps = {}
+        shift = number % len(servers)
+        names = list(servers)[shift:] + list(servers)[:shift]
+        figures_of = {}
         for name in names:
-            figures = wrk.run(f"{servers[name].url}/models/{MODEL}/predict", body, args.seconds)
+            url = f"{servers[name].url}/models/{MODEL}/predict"
+            cpu_before = servers[name].cpu_seconds()
+            figures = wrk.run(url, body, args.seconds, api_key=key)
             if figures["errors"]:
                 raise RuntimeError(f"{name}: {figures['errors']} errors")
-            rps[name] = figures["rps"]
-        rounds.append(rps)
+            # Server CPU per request: unlike req/s, barely moved by other work on the machine.
+            cpu_us = (servers[name].cpu_seconds() - cpu_before) / figures["requests"] * 1e6
+            figures_of[name] = {"rps": figures["rps"], "cpu_us": cpu_us}
+        rounds.append(figures_of)
     return rounds
 
 
@@ -71,26 +80,48 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(folder)
         train_demo_store(["--store", str(scratch / "store")])
         redis, uri = start_redis(scratch)
+        keys_file = scratch / "keys.json"
+        key = apikeys.add_key(keys_file, "bench")
         store = {"ML_APP_STORE": str(scratch / "store")}
+        keyed = {"ML_APP_API_KEYS_FILE": str(keys_file)}
         limited = {"ML_APP_RATE_LIMIT": LIMIT, "ML_APP_RATE_LIMIT_STORAGE_URI": uri}
         servers = {
-            "unlimited": Server("unlimited", None, 2, scratch, "/health/ready", **store),
+            "plain": Server("plain", None, 2, scratch, "/health/ready", **store),
+            "keys": Server("keys", None, 2, scratch, "/health/ready", **store, **keyed),
             "redis": Server("redis", None, 2, scratch, "/health/ready", **store, **limited),
         }
         try:
             with running(*servers.values()):
-                rounds = compare(servers, args, scratch)
+                rounds = compare(servers, args, scratch, key)
         finally:
             redis.terminate()
             redis.wait()
-    ratios = [entry["redis"] / entry["unlimited"] for entry in rounds]
-    for number, (entry, ratio) in enumerate(zip(rounds, ratios, strict=True), 1):
-        print(
-            f"round {number}: no limit {entry['unlimited']:8,.0f} req/s   "
-            f"Redis limit {entry['redis']:8,.0f} req/s   ratio {ratio:.3f}"
-        )
-    print(f"median ratio Redis-limited / unlimited: {statistics.median(ratios):.3f}")
+    report(rounds)
     return 0
+
+
+def report(rounds: list[dict]) -> None:
+    """Per round: req/s and server CPU per request of each, ratios to the plain one; medians."""
+    ratios: dict[str, list[float]] = {"keys": [], "redis": []}
+    extra_cpu: dict[str, list[float]] = {"keys": [], "redis": []}
+    for number, entry in enumerate(rounds, 1):
+        plain = entry["plain"]
+        for name, values in ratios.items():
+            values.append(entry[name]["rps"] / plain["rps"])
+            extra_cpu[name].append(entry[name]["cpu_us"] - plain["cpu_us"])
+        print(
+            f"round {number}: "
+            + "   ".join(
+                f"{name} {entry[name]['rps']:6,.0f} req/s {entry[name]['cpu_us']:4.0f} us CPU"
+                for name in ("plain", "keys", "redis")
+            )
+        )
+    for name, label in (("keys", "keys on (auth alone)"), ("redis", "Redis-limited")):
+        print(
+            f"{label} / plain: median ratio {statistics.median(ratios[name]):.3f} "
+            f"(rounds {', '.join(f'{r:.3f}' for r in ratios[name])}), "
+            f"median extra server CPU {statistics.median(extra_cpu[name]):+.0f} us/request"
+        )
 
 
 if __name__ == "__main__":

@@ -11,13 +11,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-# wrk runs this Lua: POST the body file named in the environment, print a JSON summary at the end.
+# wrk runs this Lua: POST the body file named in the environment (with BENCH_API_KEY as X-API-Key
+# when set), print a JSON summary at the end.
 _SCRIPT = r"""
 local file = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("BENCH_API_KEY")
+if key then wrk.headers["X-API-Key"] = key end
 
 function done(summary, latency, requests)
   local e = summary.errors
@@ -39,11 +42,15 @@ class Wrk:
         self.script.write_text(_SCRIPT)
         self.connections = connections
 
-    def run(self, url: str, body_file: Path, seconds: int) -> dict[str, Any]:
+    def run(
+        self, url: str, body_file: Path, seconds: int, api_key: str | None = None
+    ) -> dict[str, Any]:
         """One run: req/s, p50/p99 in microseconds, error counts, wrk's own CPU time."""
         command = [self.binary, "-t1", f"-c{self.connections}", f"-d{seconds}s"]
         command += ["-s", str(self.script), url]
         env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
+        if api_key is not None:
+            env["BENCH_API_KEY"] = api_key
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
             watchdog = threading.Timer(seconds + 60, process.kill)

@@ -28,6 +28,7 @@ log = logging.getLogger("ml_app.apikeys")
 # Ids appear in access lines and metric labels: short plain tokens only.
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MISSING = (0, 0, 0)  # the keys file's stat while it does not exist
 
 
 class KeysFileError(ValueError):
@@ -81,9 +82,25 @@ def _parse_entry(raw: Any) -> ApiKey:
     ):
         raise KeysFileError(f"key {key_id}: models must be a list of model names")
     rate_limit = raw.get("rate_limit")
-    if rate_limit is not None and not isinstance(rate_limit, str):
-        raise KeysFileError(f"key {key_id}: rate_limit must be a string like '10/second'")
+    if rate_limit is not None and not _is_rate_limit(rate_limit):
+        raise KeysFileError(
+            f"key {key_id}: rate_limit must be a limit like '10/second' or "
+            f"'50/second;20000/day', not {rate_limit!r}"
+        )
     return ApiKey(key_id, digest, frozenset(models) if models is not None else None, rate_limit)
+
+
+def _is_rate_limit(value: object) -> bool:
+    # Checked here, so a limit the rate limiter cannot read never reaches it (it would skip it).
+    from limits import parse_many  # only for keys with a limit: `import ml_app` stays light
+
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_many(value)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_keys(content: bytes) -> tuple[ApiKey, ...]:
@@ -196,7 +213,15 @@ class KeyRing:
             keys = read_keys(self.path)
             self._keys = {bytes.fromhex(key.sha256): key for key in keys}
             self._stat = stat
-            log.info("loaded %d API keys from %s", len(keys), self.path)
+            if stat == _MISSING:
+                log.warning(
+                    "API keys file %s does not exist: every request that needs a key is "
+                    "refused (401) until it does; mount the keys secret there or set "
+                    "ML_APP_API_KEYS_FILE",
+                    self.path,
+                )
+            else:
+                log.info("loaded %d API keys from %s", len(keys), self.path)
         except KeysFileError as exc:
             log.error("keeping the last good API keys: %s: %s", self.path, exc)
         finally:
@@ -206,5 +231,5 @@ class KeyRing:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
-            return (0, 0, 0)
+            return _MISSING
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ml_app.core import apikeys
 from tests.support.server import PROJECT_ROOT, free_port, wait_for_http
 
 # What deploy/k8s asks of the pod: read-only root with a fresh writable /tmp (an emptyDir there;
@@ -21,6 +22,8 @@ LIKE_KUBERNETES = (
     "--cap-drop=ALL",
     "--security-opt=no-new-privileges",
 )
+# Where the image's ML_APP_API_KEYS_FILE lives: the folder a keys secret is mounted at.
+KEYS_FOLDER = "/run/secrets/ml_app-keys"
 ENGINE_HINT = (
     "DOCKER_HOST is not set, so there is no container engine to build and run the image. "
     "Point it at a Docker-API engine first: a Docker daemon, or `podman system service`."
@@ -83,13 +86,20 @@ class Container:
     """One detached container of `image` on the host network, started with `make run-container`.
 
     The engine offers host networking only, so the app gets a free port through PORT and binds
-    127.0.0.1 through HOST; `remove()` always deletes the container.
+    127.0.0.1 through HOST; its API keys file holds one key, `api_key`; `remove()` always deletes
+    the container.
     """
 
     def __init__(self, image: str, log_dir: Path, flags: tuple[str, ...] = (), **env: str) -> None:
         self.image = image
-        self.flags = flags
         self.name = f"ml_app-e2e-{uuid.uuid4().hex[:10]}"
+        # API keys are on in the image: a keys file with one key, mounted as its secret would be.
+        keys = log_dir / f"{self.name}-keys"
+        keys.mkdir()
+        keys.chmod(0o755)  # the image's user is uid 10001
+        self.api_key = apikeys.add_key(keys / "keys.json", "e2e")
+        self.auth = {"X-API-Key": self.api_key}  # headers for routes that need a key
+        self.flags = (*flags, f"--volume={keys}:{KEYS_FOLDER}:ro")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{self.name}.log"

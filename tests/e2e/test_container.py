@@ -59,22 +59,34 @@ def test_image_holds_only_what_serving_needs(container):
 
 def test_serves_the_demo_models(container):
     ready = requests.get(container.url + "/health/ready", timeout=10).json()
-    forest = requests.get(container.url + "/models/breast_cancer", timeout=10).json()
+    forest = requests.get(
+        container.url + "/models/breast_cancer", headers=container.auth, timeout=10
+    ).json()
     assert forest["versions"][0]["metadata"]["backend"]["name"] == "onnx"
     assert ready["models"] == {"breast_cancer": "1", "diabetes": "1", "iris": "1"}
     batch = requests.post(
         container.url + "/predict/batch",
         json={"instances": [IRIS_SETOSA, IRIS_VIRGINICA]},
+        headers=container.auth,
         timeout=10,
     )
     assert batch.status_code == 200
     assert batch.json()["predictions"] == ["setosa", "virginica"]
     diabetes = requests.post(
-        container.url + "/models/diabetes/predict", json={"features": [0.01] * 10}, timeout=10
+        container.url + "/models/diabetes/predict",
+        json={"features": [0.01] * 10},
+        headers=container.auth,
+        timeout=10,
     ).json()
     assert isinstance(diabetes["prediction"], float)
-    bad = requests.post(container.url + "/predict", json={"features": [1.0]}, timeout=10)
+    bad = requests.post(
+        container.url + "/predict", json={"features": [1.0]}, headers=container.auth, timeout=10
+    )
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_input")
+    # Keys are on in the image (its keys file mounted from a secret): no key, no prediction.
+    keyless = requests.post(container.url + "/predict", json={"features": IRIS_SETOSA}, timeout=10)
+    assert (keyless.status_code, keyless.json()["code"]) == (401, "unauthorized")
+    assert container.api_key not in container.logs()
 
 
 def test_runs_as_non_root(container):
@@ -105,7 +117,12 @@ def test_metrics_are_merged_across_workers(container):
     before = _setosa_predictions(container)
     with requests.Session() as session:
         for _ in range(8):
-            session.post(container.url + "/predict", json={"features": IRIS_SETOSA}, timeout=10)
+            session.post(
+                container.url + "/predict",
+                json={"features": IRIS_SETOSA},
+                headers=container.auth,
+                timeout=10,
+            )
     # Whichever of the two workers answered, one scrape counts every prediction.
     assert _setosa_predictions(container) == before + 8
     # Multiprocess mode: each worker writes its values under PROMETHEUS_MULTIPROC_DIR.
@@ -142,11 +159,12 @@ def test_healthcheck_runs_python_against_readiness(container):
 
 def test_docker_stop_lets_the_in_flight_request_finish(image, tmp_path):
     body = orjson.dumps({"features": IRIS_SETOSA})
+    running = Container(image, tmp_path, WEB_CONCURRENCY="2")
     head = (
         "POST /predict HTTP/1.1\r\nHost: ml-app\r\nContent-Type: application/json\r\n"
+        f"X-API-Key: {running.api_key}\r\n"
         f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
     ).encode()
-    running = Container(image, tmp_path, WEB_CONCURRENCY="2")
     stop = None
     try:
         running.start()

@@ -94,7 +94,9 @@ def _served(container: Container, version: str) -> dict:
     worker takes the connection, so ten loaded answers in a row are asked for, not one."""
 
     def loaded() -> dict | None:
-        described = requests.get(f"{container.url}/models/{MODEL}", timeout=10).json()
+        described = requests.get(
+            f"{container.url}/models/{MODEL}", headers=container.auth, timeout=10
+        ).json()
         found = [v for v in described["versions"] if v["version"] == version]
         return found[0] if found and found[0]["state"] == "loaded" else None
 
@@ -107,7 +109,9 @@ def _served(container: Container, version: str) -> dict:
 
 def _answers(container: Container, version: str, rows: np.ndarray) -> list[dict]:
     url = f"{container.url}/models/{MODEL}/versions/{version}/predict/batch"
-    answer = requests.post(url, json={"instances": rows.tolist()}, timeout=30)
+    answer = requests.post(
+        url, json={"instances": rows.tolist()}, headers=container.auth, timeout=30
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["version"] == version

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from ml_app.core import apikeys
 from tests.support.redis_server import RedisServer
 from tests.support.reference import IRIS_SETOSA
 from tests.support.server import GunicornServer
@@ -40,8 +41,10 @@ def _replicas(stack: ExitStack, store: Path, folder: Path, redis_url: str, **env
     return servers
 
 
-def _predict(url: str, client: str, rows: int = 1) -> requests.Response:
+def _predict(url: str, client: str, rows: int = 1, key: str | None = None) -> requests.Response:
     headers = {"X-Forwarded-For": client}
+    if key is not None:
+        headers["X-API-Key"] = key
     if rows == 1:
         return requests.post(
             f"{url}/predict", json={"features": IRIS_SETOSA}, headers=headers, timeout=10
@@ -50,11 +53,13 @@ def _predict(url: str, client: str, rows: int = 1) -> requests.Response:
     return requests.post(f"{url}/predict/batch", json=body, headers=headers, timeout=10)
 
 
-def _spread(servers: list[GunicornServer], client: str, count: int) -> list[requests.Response]:
+def _spread(
+    servers: list[GunicornServer], client: str, count: int, key: str | None = None
+) -> list[requests.Response]:
     """`count` one-row predictions from `client`, alternating replicas, 8 at a time."""
     urls = [servers[i % len(servers)].url for i in range(count)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda url: _predict(url, client), urls))
+        return list(pool.map(lambda url: _predict(url, client, key=key), urls))
 
 
 def test_two_replicas_give_exactly_the_limit(demo_store, tmp_path, redis_server):
@@ -73,6 +78,27 @@ def test_two_replicas_give_exactly_the_limit(demo_store, tmp_path, redis_server)
         assert _predict(servers[0].url, other, rows=100).status_code == 200
         after_batch = Counter(a.status_code for a in _spread(servers, other, 40))
         assert after_batch == {200: LIMIT - 100, 429: 40 - (LIMIT - 100)}
+
+
+def test_a_key_with_its_own_limit_gets_exactly_that_many(demo_store, tmp_path, redis_server):
+    keys_file = tmp_path / "keys.json"
+    own_limit = 45
+    own = apikeys.add_key(keys_file, "own-limit", limit=f"{own_limit}/hour")
+    default = apikeys.add_key(keys_file, "default-limit")
+    with ExitStack() as stack:
+        servers = _replicas(
+            stack, demo_store, tmp_path, redis_server.url, ML_APP_API_KEYS_FILE=str(keys_file)
+        )
+        # One client address for both keys: the key id, not the address, is what is counted.
+        own_answers = _spread(servers, "203.0.113.9", 100, key=own)
+        default_answers = _spread(servers, "203.0.113.9", 200, key=default)
+        assert Counter(a.status_code for a in own_answers) == {200: own_limit, 429: 100 - own_limit}
+        assert Counter(a.status_code for a in default_answers) == {200: LIMIT, 429: 200 - LIMIT}
+        refused = next(a for a in own_answers if a.status_code == 429)
+        assert refused.json()["code"] == "rate_limited"
+        assert refused.headers["X-RateLimit-Limit"] == str(own_limit)
+        served = next(a for a in default_answers if a.status_code == 200)
+        assert served.json()["prediction"] == "setosa"
 
 
 @pytest.mark.parametrize(("policy", "status"), [("open", 200), ("closed", 503)])

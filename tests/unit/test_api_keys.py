@@ -185,3 +185,14 @@ def test_with_cors_a_preflight_passes_and_a_refusal_is_readable(demo_store, keys
     refused = _client(app).post("/predict", json={}, headers={"Origin": origin})
     assert refused.status_code == 401
     assert refused.headers["Access-Control-Allow-Origin"] == origin  # the page can read why
+
+
+def test_a_missing_keys_file_refuses_predictions_with_401_and_serves_health(demo_store, tmp_path):
+    app = create_app({"store": demo_store, "api_keys_file": str(tmp_path / "absent.json")})
+    client = app.test_client()
+    refused = client.post(
+        "/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}, headers={"X-API-Key": "k"}
+    )
+    body = refused.get_json()
+    assert (refused.status_code, set(body), body["code"]) == (401, ERROR_KEYS, "unauthorized")
+    assert client.get("/health/ready").status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 
 import orjson
 import pytest
@@ -71,6 +72,15 @@ def test_add_refuses_a_duplicate_or_unsafe_id_and_a_missing_file_setting(tmp_pat
     assert (unset.exit_code, "ML_APP_API_KEYS_FILE" in unset.output) == (1, True)
 
 
+def test_add_refuses_a_limit_it_cannot_read(tmp_path):
+    path = tmp_path / "keys.json"
+    result = _cli(path, "add", "alice", "--limit", "ten a second")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: key alice: rate_limit")  # no key printed
+    assert "ten a second" in result.output
+    assert not path.exists()  # nothing written
+
+
 def test_the_env_setting_names_the_file(tmp_path, monkeypatch):
     path = tmp_path / "keys.json"
     monkeypatch.setenv("ML_APP_API_KEYS_FILE", str(path))
@@ -86,6 +96,10 @@ def test_the_env_setting_names_the_file(tmp_path, monkeypatch):
         (b'{"keys": [{"id": "a", "sha256": "zz"}]}', "sha256"),
         (b'{"keys": [{"id": "a", "sha256": "' + b"0" * 64 + b'", "models": "iris"}]}', "models"),
         (b'{"keys": [{"id": "a", "sha256": "' + b"0" * 64 + b'", "rate_limit": 5}]}', "rate_limit"),
+        (
+            b'{"keys": [{"id": "a", "sha256": "' + b"0" * 64 + b'", "rate_limit": "lots"}]}',
+            "rate_limit",
+        ),
         (
             b'{"keys": [{"id": "a", "sha256": "'
             + b"0" * 64
@@ -155,3 +169,16 @@ def test_a_missing_file_accepts_no_key_until_it_appears(tmp_path, monkeypatch):
     assert ring.find(key) is None
     clock[0] += 1
     assert ring.find(key).id == "alice"
+
+
+def test_a_missing_file_is_explained_in_the_log_once(tmp_path, caplog):
+    path = tmp_path / "secret" / "keys.json"
+    with caplog.at_level(logging.INFO, logger="ml_app.apikeys"):
+        ring = KeyRing(path, interval=0.001)
+        for _ in range(3):
+            time.sleep(0.002)
+            assert ring.find("some-key") is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once, not once per request
+    assert str(path) in warnings[0].getMessage()
+    assert "401" in warnings[0].getMessage() and "mount" in warnings[0].getMessage()

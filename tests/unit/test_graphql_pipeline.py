@@ -85,6 +85,20 @@ def test_rows_are_charged_to_the_rate_limit(demo_store):
     assert refused.headers["X-RateLimit-Remaining"] == "0"
 
 
+def test_each_predict_field_is_charged_its_own_rows(demo_store):
+    """Two predict fields in one query: 3 rows and 2 rows cost 5, not 3 + (3 + 2)."""
+    client = create_app({"store": demo_store, "rate_limit": "6/minute"}).test_client()
+    query = (
+        f'{{ a: predict(model: "iris", rows: {IRIS_ROWS}) {{ predictions }} '
+        f'b: predict(model: "iris", rows: {IRIS_ROWS[:2]}) {{ predictions }} }}'
+    )
+    both = client.post("/graphql", json={"query": query})
+    body = both.get_json()
+    assert "errors" not in body, body
+    assert [len(body["data"][field]["predictions"]) for field in "ab"] == [3, 2]
+    assert both.headers["X-RateLimit-Remaining"] == "1"
+
+
 def test_predictions_and_requests_are_counted_like_rest(client):
     before = scrape_app(client)
     assert client.post("/graphql", json=predict_body("iris", rows=IRIS_ROWS)).status_code == 200

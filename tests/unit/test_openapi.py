@@ -97,6 +97,31 @@ def test_operations_declare_the_errors_their_routes_raise(client):
     assert "429" in invocations
 
 
+def test_rate_limited_answers_declare_their_headers(client):
+    paths = _document(client)["paths"]
+    limited = [
+        (path, method, operation["responses"])
+        for path, methods in paths.items()
+        for method, operation in methods.items()
+        if "429" in operation["responses"]
+    ]
+    assert {path for path, _, _ in limited} >= {
+        "/predict",
+        "/predict/batch",
+        "/models/{name}/versions/{version}/predict",
+        "/v2/models/{name}/infer",
+        "/v1/models/{name}:predict",
+        "/invocations",
+    }
+    window = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+    for path, method, responses in limited:
+        assert set(responses["429"]["headers"]) == {"Retry-After", *window}, (path, method)
+        assert set(responses["200"]["headers"]) == window, (path, method)
+        retry_after = responses["429"]["headers"]["Retry-After"]["schema"]
+        assert retry_after == {"type": "integer", "minimum": 1}
+    assert "headers" not in paths["/models"]["get"]["responses"]["200"]
+
+
 def test_request_bodies_come_from_the_marshmallow_schemas(client):
     document = _document(client)
     schemas = document["components"]["schemas"]

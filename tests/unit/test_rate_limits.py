@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from flask import Flask
 from prometheus_client import REGISTRY
 
 from ml_app import create_app
+from ml_app.core import apikeys
 from ml_app.core.config import Settings, SettingsError
 from tests.support.reference import IRIS_SETOSA
 from tests.support.server import free_port
@@ -48,6 +51,40 @@ def test_a_batch_costs_its_rows(demo_store):
     assert client.post("/predict/batch", json={"instances": [ROW] * 4}).status_code == 200
     assert client.post("/predict", json={"features": ROW}).status_code == 200
     assert client.post("/predict", json={"features": ROW}).status_code == 429
+
+
+def test_every_charged_answer_says_what_is_left(demo_store):
+    client = _limited_app(demo_store, "5/minute").test_client()
+    first = client.post("/predict/batch", json={"instances": [ROW] * 2})
+    second = client.post("/predict", json={"features": ROW})
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert [a.headers["X-RateLimit-Limit"] for a in (first, second)] == ["5", "5"]
+    assert [a.headers["X-RateLimit-Remaining"] for a in (first, second)] == ["3", "2"]
+    reset = int(first.headers["X-RateLimit-Reset"])  # when the minute's window closes
+    assert time.time() < reset <= time.time() + 61
+    assert "Retry-After" not in first.headers
+    unlimited = client.get("/models")  # never charged: no rate-limit headers
+    assert not [name for name in unlimited.headers.keys() if name.startswith("X-RateLimit")]
+
+
+def test_a_key_with_its_own_limit_gets_that_limit_and_others_the_default(demo_store, tmp_path):
+    keys_file = tmp_path / "keys.json"
+    own = apikeys.add_key(keys_file, "own-limit", limit="2/minute")
+    default = apikeys.add_key(keys_file, "default-limit")
+    app = _limited_app(demo_store, "4/minute", api_keys_file=str(keys_file))
+    client = app.test_client()
+
+    def statuses(key: str) -> list[int]:
+        answers = [
+            client.post("/predict", json={"features": ROW}, headers={"X-API-Key": key})
+            for _ in range(5)
+        ]
+        return [a.status_code for a in answers]
+
+    assert statuses(own) == [200, 200, 429, 429, 429]
+    assert statuses(default) == [200, 200, 200, 200, 429]
+    refused = client.post("/predict", json={"features": ROW}, headers={"X-API-Key": own})
+    assert refused.headers["X-RateLimit-Limit"] == "2"
 
 
 def test_refused_input_costs_nothing(demo_store):

@@ -27,6 +27,8 @@ from ml_app.web.openapi.operations import (
     ERROR_MEANINGS,
     MISSING_KEY,
     OWN_ERROR_BODY,
+    RATE_LIMIT_HEADERS,
+    RETRY_AFTER,
     SECURITY_SCHEMES,
     ErrorBody,
     json_content,
@@ -123,6 +125,8 @@ def build_document(app: Flask, operations: Mapping[str, dict[str, Any]]) -> dict
             op = _for_rule(described, rule, method)
             if keys_on and requires_api_key(rule.endpoint):
                 _declare_api_key(op, method, described.get(OWN_ERROR_BODY))
+            if "429" in op["responses"]:
+                _declare_rate_limit_headers(op["responses"])
             paths.setdefault(openapi_path(rule), {})[method.lower()] = op
     for path in sorted(paths):
         spec.path(path=path, operations=paths[path])
@@ -165,6 +169,19 @@ def _declare_api_key(
         # The route's own error body (MLflow's differs), as its other model errors use.
         content = responses.get("404", {}).get("content") or json_content(ErrorBody)
         responses["403"] = {"description": ERROR_MEANINGS[403], "content": content}
+
+
+def _declare_rate_limit_headers(responses: dict[str, Any]) -> None:
+    """A rate-limited route's answers say what is left; its 429 also says when to retry."""
+    headers = {
+        name: {"description": description, "schema": {"type": "integer"}}
+        for name, description in RATE_LIMIT_HEADERS.items()
+    }
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response["headers"] = copy.deepcopy(headers)
+    retry_after = {"description": RETRY_AFTER, "schema": {"type": "integer", "minimum": 1}}
+    responses["429"]["headers"] = {"Retry-After": retry_after, **copy.deepcopy(headers)}
 
 
 def _undocumented(app: Flask, rule: Rule) -> dict[str, Any]:

@@ -15,7 +15,8 @@ ERROR_MEANINGS = {
     413: "Body larger than ML_APP_MAX_BODY_BYTES, or more rows than ML_APP_MAX_BATCH_ROWS",
     415: "Content-Type not accepted by this route",
     422: "Valid JSON that fails validation (feature count, names, types, finiteness)",
-    429: "ML_APP_RATE_LIMIT used up for this client: Retry-After says when to try again",
+    429: "The client's rate limit (its API key's own, else ML_APP_RATE_LIMIT) is used up: "
+    "Retry-After says when to try again",
     503: "The model's artifact failed to load, the server is not ready, or (fail closed) the "
     "rate-limit store is unreachable",
 }
@@ -29,6 +30,13 @@ SECURITY_SCHEMES = {
 # An operation that answers errors in its own body, refusals of a model included (GraphQL: a
 # model the key may not call is an error inside a 200): the content of its 401, and no 403.
 OWN_ERROR_BODY = "x-error-body"
+# Headers of every answer whose rows were charged to a rate limit (ml_app.web.rate_limits).
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": "Rows the client may predict in the current window",
+    "X-RateLimit-Remaining": "Rows left in the current window",
+    "X-RateLimit-Reset": "When the current window ends (Unix time, seconds)",
+}
+RETRY_AFTER = "Seconds until the window ends and the client may predict again"
 MISSING_KEY = "No API key, or one that is not in ML_APP_API_KEYS_FILE (WWW-Authenticate says how)"
 
 
