@@ -116,6 +116,13 @@ def _parse_redis_down(raw: str) -> str:
     return choice
 
 
+def _parse_lookup_timeout(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 60:  # a lookup is part of one request: seconds, not minutes
+        raise ValueError("expected seconds greater than 0, at most 60")
+    return value
+
+
 def _setting(default: Any, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
     # Secrets stay out of repr(), so settings can be logged or shown in a traceback safely.
     return dataclasses.field(default=default, repr=not secret, metadata={"parse": parse})
@@ -172,6 +179,11 @@ class Settings:
     rate_limit_storage_uri: str = _setting("memory://", str.strip, secret=True)
     # When that store cannot be reached: "open" serves (logged, counted), "closed" answers 503.
     rate_limit_redis_down: str = _setting("open", _parse_redis_down)
+    # Each feature store call (connect, then the one round trip) may take this long before
+    # the request is answered 504/503: a slow store costs a request this much, never a worker.
+    feature_store_timeout: float = _setting(0.5, _parse_lookup_timeout)
+    # Redis feature sources keep an entity's features in the hash <prefix>:<model>:<entity id>.
+    feature_key_prefix: str = _setting("features", str.strip)
 
     @classmethod
     def from_env(

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from flask import Flask, Response, current_app, g, request
 
 from ml_app.core import metrics
@@ -41,6 +42,8 @@ class RequestContext:
     state: AppState  # the app's settings, registry and shadow runner
     route: Route | None = None  # what serves it, once a prediction route resolved the model
     rows: int | None = None  # rows predicted
+    # The matrix predicted, looked-up features included (what a payload record shows).
+    matrix: np.ndarray | None = None
     error_code: str | None = None  # set by the error renderer
     api_key: ApiKey | None = None  # the caller's key entry (id, models), when keys are on
 
