@@ -18,6 +18,7 @@ from ml_app.core.lifecycle import LifecycleError
 from ml_app.core.routing import RoutingConfig
 from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.core.stored_backends import describe_backend
+from ml_app.ops.features import features
 from ml_app.ops.keys import keys
 from ml_app.ops.proxy import proxy_config
 
@@ -210,3 +211,4 @@ main.add_command(models)
 main.add_command(drain)
 main.add_command(proxy_config)
 main.add_command(keys)
+main.add_command(features)
