@@ -43,6 +43,10 @@ class FeatureSource(Protocol):
         """Per entity, per feature: the stored value, or None when the source has none."""
         ...
 
+    def close(self) -> None:
+        """Close this process's connections (a later fetch opens new ones)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class FeatureDeclaration:
@@ -140,6 +144,11 @@ class RedisFeatureSource:
         except redis.RedisError as exc:
             raise _unavailable(self.kind, type(exc).__name__) from exc
 
+    def close(self) -> None:
+        """Disconnect this process's pool."""
+        if self._client is not None and self._pid == os.getpid():
+            self._client.connection_pool.disconnect()
+
 
 class FeastFeatureSource:
     """Feast's feature server (`feast serve`): POST /get-online-features, one per request.
@@ -215,6 +224,11 @@ class FeastFeatureSource:
             local.connection = kind(self.host, self.port, timeout=self.timeout)
             local.pid = pid
         return local.connection
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        if getattr(self._local, "pid", None) == os.getpid():
+            self._drop()
 
     def _drop(self) -> None:
         self._local.connection.close()
