@@ -134,10 +134,13 @@ class RedisFeatureSource:
         self, model: str, entity_key: str, ids: Sequence[EntityId], features: Sequence[str]
     ) -> list[list[Any]]:
         """HMGET of the features from each entity's hash, pipelined into one round trip."""
-        pipeline = self.client().pipeline(transaction=False)
-        for entity_id in ids:
-            pipeline.hmget(redis_key(self.key_prefix, model, entity_id), list(features))
+        client, fields = self.client(), list(features)
         try:
+            if len(ids) == 1:  # a pipeline object costs ~100 us more than the command itself
+                return [client.hmget(redis_key(self.key_prefix, model, ids[0]), fields)]
+            pipeline = client.pipeline(transaction=False)
+            for entity_id in ids:
+                pipeline.hmget(redis_key(self.key_prefix, model, entity_id), fields)
             return pipeline.execute()
         except redis.TimeoutError as exc:
             raise _timeout(self.kind, self.timeout) from exc
