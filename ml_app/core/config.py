@@ -123,6 +123,13 @@ def _parse_lookup_timeout(raw: str) -> float:
     return value
 
 
+def _parse_key_prefix(raw: str) -> str:
+    prefix = raw.strip()
+    if not prefix or any(char.isspace() for char in prefix):
+        raise ValueError("expected a non-empty prefix without whitespace, e.g. features")
+    return prefix
+
+
 def _setting(default: Any, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
     # Secrets stay out of repr(), so settings can be logged or shown in a traceback safely.
     return dataclasses.field(default=default, repr=not secret, metadata={"parse": parse})
@@ -183,7 +190,7 @@ class Settings:
     # the request is answered 504/503: a slow store costs a request this much, never a worker.
     feature_store_timeout: float = _setting(0.5, _parse_lookup_timeout)
     # Redis feature sources keep an entity's features in the hash <prefix>:<model>:<entity id>.
-    feature_key_prefix: str = _setting("features", str.strip)
+    feature_key_prefix: str = _setting("features", _parse_key_prefix)
 
     @classmethod
     def from_env(

@@ -1,10 +1,11 @@
 """Feature sources a version may declare: Redis hashes, and Feast's feature server over HTTP.
 
-Each answers one question in one round trip: for these entity ids, the values of these features
-(None where the source has none). Connections are made lazily by the process that uses them,
-kept per process id, so a Gunicorn worker never shares a socket its master (or a sibling)
-opened. Every call is bounded by the lookup timeout: a stopped store answers 503, a silent one
-504, never a hung worker.
+The declaration lives in the version's metadata (`entity_key`, `feature_source`,
+`feature_defaults`), checked when the version is registered. Each source answers one question
+in one round trip: for these entity ids, the values of these features (None where the source
+has none). Connections are made lazily by the process that uses them, kept per process id, so a
+Gunicorn worker never shares a socket its master (or a sibling) opened. Every call is bounded
+by the lookup timeout: a stopped store answers 503, a silent one 504, never a hung worker.
 """
 
 from __future__ import annotations
