@@ -261,3 +261,22 @@ def test_seed_demo_writes_every_row_and_declares(store, redis_server):
     )
     assert again.exit_code == 0, again.output
     assert not (store / "iris" / "3").exists()  # declared once
+
+
+def test_model_routes_never_show_a_feature_source_password(store):
+    _declare(store, "redis://reader:hunter2@127.0.0.1:6379/1")
+    broken = store / "diabetes" / "1"
+    metadata = json.loads((broken / "metadata.json").read_text())
+    metadata.update(entity_key="id", feature_source="redis://:hunter2@127.0.0.1:6379/1")
+    (broken / "metadata.json").write_text(json.dumps(metadata))
+    (broken / "model.skops").write_bytes(b"damaged")  # fails its sha256: shown as failed
+    client = create_app({"store": store}).test_client()
+    for path in ("/models", "/models/iris", "/model/info", "/models/diabetes"):
+        answer = client.get(path)
+        assert answer.status_code == 200
+        assert "hunter2" not in answer.get_data(as_text=True), path
+    shown = client.get("/model/info").json["metadata"]["feature_source"]
+    assert shown == "redis://reader:***@127.0.0.1:6379/1"
+    diabetes = client.get("/models/diabetes").json["versions"][0]
+    assert diabetes["state"] == "failed"
+    assert diabetes["metadata"]["feature_source"] == "redis://:***@127.0.0.1:6379/1"
