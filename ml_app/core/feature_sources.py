@@ -61,9 +61,11 @@ class FeatureDeclaration:
 def declaration_of(metadata: Mapping[str, Any]) -> FeatureDeclaration | None:
     """The version's declaration, or None when it declares no feature source."""
     key, source = metadata.get("entity_key"), metadata.get("feature_source")
-    if not key or not source:
+    # Registration checks these; a hand-edited metadata.json is held to the same types here.
+    if not (key and source and isinstance(key, str) and isinstance(source, str)):
         return None
-    return FeatureDeclaration(key, source, metadata.get("feature_defaults") or {})
+    defaults = metadata.get("feature_defaults")
+    return FeatureDeclaration(key, source, defaults if isinstance(defaults, dict) else {})
 
 
 def check_declaration(metadata: Mapping[str, Any]) -> None:

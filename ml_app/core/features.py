@@ -62,8 +62,8 @@ class FeatureSources:
             try:
                 source = source_from_url(url, self.timeout, self.key_prefix)
             except ValueError as exc:  # metadata edited by hand: registration refuses these
-                msg = f"The declared feature source is invalid: {exc}."
-                raise FeatureStoreUnavailable(msg) from None
+                message = f"The declared feature source is invalid: {exc}."
+                raise FeatureStoreUnavailable(message) from None
             self._sources[url] = source
         return source
 

@@ -280,3 +280,24 @@ def test_model_routes_never_show_a_feature_source_password(store):
     diabetes = client.get("/models/diabetes").json["versions"][0]
     assert diabetes["state"] == "failed"
     assert diabetes["metadata"]["feature_source"] == "redis://:***@127.0.0.1:6379/1"
+
+
+@pytest.mark.parametrize(
+    ("declared", "status"),
+    [
+        ({"feature_source": 7}, 422),  # not a URL: no feature source
+        ({"feature_source": "mysql://h/db"}, 503),  # a scheme no source speaks
+        ({"feature_defaults": [1, 2]}, 200),  # defaults that are not an object: none
+    ],
+)
+def test_a_hand_edited_declaration_never_answers_500(store, redis_server, declared, status):
+    _declare(store, redis_server.url)
+    path = store / "iris" / "1" / "metadata.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **declared}))
+    client = create_app({"store": store}).test_client()
+    answer = _predict(client, {"entities": [{ENTITY_KEY: 42}]})
+    assert answer.status_code == status, answer.json
+    if status == 200:
+        assert answer.json["predictions"] == ["setosa"]
+    else:
+        assert set(answer.json) == {"error", "code", "status", "request_id", "details"}
