@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ml_app.core.apikeys import KeyRing
 from ml_app.core.config import Settings
+from ml_app.core.features import FeatureSources
 from ml_app.core.logformat import configure_logging
 from ml_app.core.registry import ModelRegistry
 from ml_app.core.reload import StoreWatcher
@@ -94,6 +95,7 @@ def register_state(app: Flask, settings: Settings) -> None:
         watcher=watcher,
         shadow=ShadowRunner(settings.shadow_queue_size),
         api_keys=_key_ring(settings),
+        feature_sources=FeatureSources(settings.feature_store_timeout, settings.feature_key_prefix),
     )
     registry.load_all()
 

@@ -116,6 +116,20 @@ def _parse_redis_down(raw: str) -> str:
     return choice
 
 
+def _parse_lookup_timeout(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 60:  # a lookup is part of one request: seconds, not minutes
+        raise ValueError("expected seconds greater than 0, at most 60")
+    return value
+
+
+def _parse_key_prefix(raw: str) -> str:
+    prefix = raw.strip()
+    if not prefix or any(char.isspace() for char in prefix):
+        raise ValueError("expected a non-empty prefix without whitespace, e.g. features")
+    return prefix
+
+
 def _setting(default: Any, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
     # Secrets stay out of repr(), so settings can be logged or shown in a traceback safely.
     return dataclasses.field(default=default, repr=not secret, metadata={"parse": parse})
@@ -178,6 +192,11 @@ class Settings:
     graphql_max_depth: int = _setting(10, _parse_positive_int)
     graphql_max_aliases: int = _setting(15, _parse_positive_int)
     graphql_max_tokens: int = _setting(2000, _parse_positive_int)
+    # Each feature store call (connect, then the one round trip) may take this long before
+    # the request is answered 504/503: a slow store costs a request this much, never a worker.
+    feature_store_timeout: float = _setting(0.5, _parse_lookup_timeout)
+    # Redis feature sources keep an entity's features in the hash <prefix>:<model>:<entity id>.
+    feature_key_prefix: str = _setting("features", _parse_key_prefix)
 
     @classmethod
     def from_env(

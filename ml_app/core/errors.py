@@ -77,3 +77,15 @@ class RateLimitStoreDown(ApiError):
 
 class StoreError(Exception):
     """A model version cannot be read or trusted; the message says why, for operators."""
+
+
+class FeatureStoreUnavailable(ApiError):
+    """A version's feature source (Redis, Feast) cannot be reached or answered with an error."""
+
+    status, code = 503, "feature_store_unavailable"
+
+
+class FeatureStoreTimeout(ApiError):
+    """A version's feature source did not answer within ML_APP_FEATURE_STORE_TIMEOUT."""
+
+    status, code = 504, "feature_store_timeout"

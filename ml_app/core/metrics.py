@@ -133,6 +133,13 @@ SHADOW_SECONDS = Histogram(
     MODEL_LABELS,
     buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+FEATURE_LOOKUP_SECONDS = Histogram(
+    "ml_app_feature_lookup_duration_seconds",
+    "Time to look up entities' features in a version's feature source (one round trip).",
+    ("model", "source"),
+    # 100 us (Redis on loopback) to the largest ML_APP_FEATURE_STORE_TIMEOUT worth waiting for.
+    buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 # --- The metrics files themselves ---------------------------------------------------------------
 METRICS_WRITE_FAILURES = Counter(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from sklearn.base import is_classifier
@@ -59,7 +60,9 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         """Metadata for the API, without the bulky reference sample, and the serving backend."""
-        described = {k: v for k, v in self.metadata.items() if k != "reference_sample"}
+        described = shown_metadata(
+            {k: v for k, v in self.metadata.items() if k != "reference_sample"}
+        )
         described["backend"] = self.backend_info
         return described
 
@@ -144,3 +147,16 @@ def _class_labels(estimator: Any, metadata: dict[str, Any]) -> list[Any]:
     if names and len(names) == len(classes):
         return [str(n) for n in names]
     return classes
+
+
+def shown_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as the API shows it: a feature source's password masked (the URL may hold one)."""
+    source = metadata.get("feature_source")
+    if not isinstance(source, str):
+        return metadata
+    parts = urlsplit(source)
+    if parts.password is None:
+        return metadata
+    host = parts.netloc.rpartition("@")[2]
+    masked = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return {**metadata, "feature_source": masked}

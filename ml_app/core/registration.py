@@ -14,11 +14,15 @@ from sklearn.base import is_classifier
 
 from ml_app.core.artifacts import check_sklearn_version, read_estimator
 from ml_app.core.errors import StoreError
+from ml_app.core.feature_sources import check_declaration
 from ml_app.core.model import LoadedModel
 from ml_app.core.store import LoadPolicy, ModelStore
 
 # Describe the model's inputs and outputs, not one training run: a new version inherits them.
-INHERITED_KEYS = ("feature_names", "target_names", "task", "reference_sample", "baseline")
+INHERITED_KEYS = (
+    *("feature_names", "target_names", "task", "reference_sample", "baseline"),
+    *("entity_key", "feature_source", "feature_defaults"),  # where the features live
+)
 
 
 def load_artifact(path: Path, policy: LoadPolicy) -> tuple[Any, str]:
@@ -77,6 +81,7 @@ def validate_candidate(name: str, version: str, estimator: Any, metadata: dict[s
             f"the estimator was fitted on features {list(names_in)}, "
             f"but model {name} declares {list(declared)}"
         )
+    check_declaration(metadata)
     model = LoadedModel(name, version, estimator, metadata)  # checks the feature count
     targets = metadata.get("target_names")
     if model.is_classifier and targets and len(targets) != len(model.class_labels):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ml_app.core.errors import ModelNotFound, ModelNotReady
-from ml_app.core.model import LoadedModel
+from ml_app.core.model import LoadedModel, shown_metadata
 from ml_app.core.routing import TrafficSplit
 
 DEFAULT_ALIAS = "production"
@@ -36,7 +36,9 @@ class VersionState:
             described["error"] = self.error
         if self.reverify_error:
             described["problem"] = f"failed re-verification: {self.reverify_error}"
-        described["metadata"] = self.model.describe() if self.model else self.metadata
+        described["metadata"] = (
+            self.model.describe() if self.model else shown_metadata(self.metadata)
+        )
         return described
 
 

@@ -179,10 +179,11 @@ def _row_problems(row: Any, model: LoadedModel) -> list[tuple[str, str]]:
         problems, items = [], [(str(i), v) for i, v in enumerate(row)]
     else:
         return [("_schema", "Must be a list of numbers or an object of named features.")]
-    return problems + [(key, msg) for key, value in items if (msg := _cell_problem(value))]
+    return problems + [(key, msg) for key, value in items if (msg := cell_problem(value))]
 
 
-def _cell_problem(value: Any) -> str | None:
+def cell_problem(value: Any) -> str | None:
+    """Why one value cannot be a feature (not a number, not finite), or None when it can."""
     if type(value) not in _NUMBER_TYPES:
         kind = "null" if value is None else type(value).__name__
         return f"Must be a number, not {kind}."

@@ -18,6 +18,7 @@ from ml_app.core.lifecycle import LifecycleError
 from ml_app.core.routing import RoutingConfig
 from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.core.stored_backends import describe_backend
+from ml_app.ops.features import features
 from ml_app.ops.keys import keys
 from ml_app.ops.proxy import proxy_config
 
@@ -65,6 +66,8 @@ def list_models(name: str | None) -> None:
 @click.option("--metadata", "metadata_file", type=click.File("rb"), help="JSON object to merge.")
 @click.option("--features", help="Comma-separated feature names (a new model needs them).")
 @click.option("--alias", help="Point this alias (e.g. production) at the new version.")
+@click.option("--entity-key", help="Predict by this entity id (needs --feature-source).")
+@click.option("--feature-source", help="redis://host:port/db or feast+http://host:port/<view>.")
 @click.option("--allow-pickle", is_flag=True, help="Accept a .pkl/.joblib artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Answer with one line of JSON.")
 def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
@@ -74,6 +77,8 @@ def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     metadata_file: Any,
     features: str | None,
     alias: str | None,
+    entity_key: str | None,
+    feature_source: str | None,
     allow_pickle: bool,
     as_json: bool,
 ) -> None:
@@ -90,6 +95,7 @@ def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
         raise click.ClickException("--metadata must hold a JSON object")
     if features:
         metadata["feature_names"] = [f.strip() for f in features.split(",") if f.strip()]
+    metadata.update(_given(entity_key=entity_key, feature_source=feature_source))
     new = lifecycle.NewVersion(name, artifact, version, metadata, alias)
     if as_json:
         _register_as_json(policy, new)
@@ -99,6 +105,11 @@ def register(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     click.echo(f"backend: {describe_backend(done.backend)}")
     if alias:
         click.echo(f"{name}: {alias} -> {done.version}")
+
+
+def _given(**options: str | None) -> dict[str, str]:
+    """The options the operator gave, as metadata keys."""
+    return {key: value for key, value in options.items() if value}
 
 
 def _register_as_json(policy: LoadPolicy, new: lifecycle.NewVersion) -> None:
@@ -200,3 +211,4 @@ main.add_command(models)
 main.add_command(drain)
 main.add_command(proxy_config)
 main.add_command(keys)
+main.add_command(features)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from flask import Flask, Response, current_app, g, request
 
 from ml_app.core import metrics
@@ -42,6 +43,8 @@ class RequestContext:
     route: Route | None = None  # what serves it, once a prediction route resolved the model
     rows: int | None = None  # rows predicted
     charging: int = 0  # rows of the prediction being charged to the rate limit
+    # The matrix predicted, looked-up features included (what a payload record shows).
+    matrix: np.ndarray | None = None
     error_code: str | None = None  # set by the error renderer
     api_key: ApiKey | None = None  # the caller's key entry (id, models), when keys are on
 

@@ -7,11 +7,14 @@ recorded in the request context (access line, X-Model-Version, validation metric
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from flask import Response, after_this_request, request
 
 from ml_app.core.dataplane import predict_routed
 from ml_app.core.errors import Forbidden
+from ml_app.core.features import entity_rows
 from ml_app.core.model import LoadedModel, Outputs
 from ml_app.web.context import request_context
 from ml_app.web.rate_limits import charge_rows
@@ -40,6 +43,7 @@ def predict_matrix(matrix: np.ndarray) -> Outputs:
     rows = len(matrix)
     # A GraphQL query may predict in several fields: the access line counts them all.
     context.rows = rows if context.rows is None else context.rows + rows
+    context.matrix = matrix
     charge_rows(rows)  # a batch costs its rows; known only once validated
     shadow = context.state.shadow
     outputs, mirror = predict_routed(context.route, matrix, shadow, context.request_id)
@@ -51,3 +55,15 @@ def predict_matrix(matrix: np.ndarray) -> Outputs:
             return response
 
     return outputs
+
+
+def rows_for_entities(model: LoadedModel, entities: Any) -> np.ndarray:
+    """The rows to predict for `entities`: given features, the rest from the feature source.
+
+    Every route that predicts by entity id calls this (native routes; any protocol that
+    accepts entities), then predict_matrix with its answer.
+    """
+    state = request_context().state
+    sources = state.feature_sources
+    assert sources is not None  # register_state always sets them
+    return entity_rows(model, entities, sources, state.settings.max_batch_rows)

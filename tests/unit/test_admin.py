@@ -245,3 +245,29 @@ def test_no_backend_warning_where_every_version_runs_on_one_backend(store, tmp_p
     split = admin.put("/admin/models/iris/split", json={"weights": {"1": 9, "2": 1}}, headers=AUTH)
     assert (split.status_code, split.get_json()["warnings"]) == (200, [])
     assert split.get_json()["split"] == {"1": 9.0, "2": 1.0}
+
+
+def test_register_declares_a_feature_source_from_form_fields(admin, store, tmp_path):
+    path = save_iris_forest(tmp_path / "forest.skops", trees=3)
+    source = "redis://127.0.0.1:6379/1"
+    fields = {"entity_key": "customer_id", "feature_source": source}
+    response = admin.post(
+        "/admin/models/iris/versions",
+        data={"artifact": (io.BytesIO(path.read_bytes()), "forest.skops"), **fields},
+        headers=AUTH,
+    )
+    assert response.status_code == 201, response.get_json()
+    metadata = ModelStore(store).read_metadata("iris", "2")
+    assert (metadata["entity_key"], metadata["feature_source"]) == ("customer_id", source)
+    refused = admin.post(
+        "/admin/models/iris/versions",
+        data={
+            "artifact": (io.BytesIO(path.read_bytes()), "forest.skops"),
+            "entity_key": "customer_id",
+            "feature_source": "ftp://feature-host/x",
+        },
+        headers=AUTH,
+    )
+    assert (refused.status_code, refused.get_json()["code"]) == (422, "invalid_input")
+    assert "feature_source" in refused.get_json()["error"]
+    assert ModelStore(store).versions("iris") == ["1", "2"]

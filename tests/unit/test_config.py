@@ -63,3 +63,25 @@ def test_metrics_token_is_off_by_default_and_kept_out_of_repr():
     settings = Settings.from_env({"ML_APP_METRICS_TOKEN": "  s3cret-token \n"})
     assert settings.metrics_token == "s3cret-token"
     assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("ML_APP_FEATURE_STORE_TIMEOUT", "0"),
+        ("ML_APP_FEATURE_STORE_TIMEOUT", "61"),
+        ("ML_APP_FEATURE_STORE_TIMEOUT", "soon"),
+        ("ML_APP_FEATURE_KEY_PREFIX", " "),
+        ("ML_APP_FEATURE_KEY_PREFIX", "my features"),
+    ],
+)
+def test_feature_store_settings_refuse_values_they_cannot_use(variable, raw):
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: raw})
+
+
+def test_feature_store_settings_are_read():
+    settings = Settings.from_env(
+        {"ML_APP_FEATURE_STORE_TIMEOUT": "0.25", "ML_APP_FEATURE_KEY_PREFIX": "fs"}
+    )
+    assert (settings.feature_store_timeout, settings.feature_key_prefix) == (0.25, "fs")

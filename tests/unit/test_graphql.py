@@ -137,7 +137,7 @@ def test_entities_answer_that_no_feature_source_is_declared(client):
     assert errors_of(body) == [("invalid_input", 422)]
     assert "declares no feature source" in body["errors"][0]["message"]
     assert body["errors"][0]["extensions"]["details"] == {
-        "entities": ["No feature source declared for this version."]
+        "entities": ["This version does not predict by entity id."]
     }
 
 

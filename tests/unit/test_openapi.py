@@ -74,6 +74,7 @@ def test_operations_declare_the_errors_their_routes_raise(client):
         "422",
         "429",
         "503",
+        "504",
     }
     assert set(paths["/v2/models/{name}/infer"]["post"]["responses"]) == {
         "200",
@@ -126,6 +127,10 @@ def test_request_bodies_come_from_the_marshmallow_schemas(client):
     document = _document(client)
     schemas = document["components"]["schemas"]
     assert schemas["PredictRequest"]["properties"]["instances"]["type"] == "array"
+    assert schemas["EntitiesRequest"]["required"] == ["entities"]
+    for path in ("/predict", "/models/{name}/predict/batch"):
+        body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"]["oneOf"][-1]["$ref"].endswith("EntitiesRequest")
     assert schemas["TensorInput"]["properties"]["datatype"]["enum"][-1] == "BYTES"
     assert set(schemas["MlflowRequest"]["properties"]) >= {"dataframe_split", "dataframe_records"}
     infer = document["paths"]["/v2/models/{name}/infer"]["post"]

@@ -50,7 +50,7 @@ def register(name: str) -> Response:
         raise BadRequest("Send the model as a multipart/form-data file field named 'artifact'.")
     if not upload.filename.endswith(".skops"):
         raise InvalidInput("Only .skops artifacts are accepted over HTTP (no pickle).")
-    metadata = _metadata_field()
+    metadata = {**_metadata_field(), **_declared_features()}
     settings = app_state().settings
     with tempfile.TemporaryDirectory(prefix="ml_app-upload-") as folder:
         artifact = Path(folder) / Path(upload.filename).name
@@ -146,3 +146,9 @@ def _metadata_field() -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise InvalidInput("The metadata field must hold a JSON object.")
     return metadata
+
+
+def _declared_features() -> dict[str, str]:
+    """The form's entity_key and feature_source fields, as metadata (predict by entity id)."""
+    form = request.form
+    return {key: form[key] for key in ("entity_key", "feature_source") if form.get(key)}

@@ -6,10 +6,11 @@ from flask import Blueprint, Response
 from marshmallow import Schema
 
 from ml_app.core.dataplane import render_native
+from ml_app.core.features import ENTITIES_FIELD, entities_of
 from ml_app.core.validation import BatchPredictRequest, PredictRequest, validate_matrix
 from ml_app.web.body import batch_limits, read_json_object
 from ml_app.web.responses import json_response
-from ml_app.web.serving import predict_matrix, resolve_model
+from ml_app.web.serving import predict_matrix, resolve_model, rows_for_entities
 
 bp = Blueprint("predict", __name__)
 
@@ -30,12 +31,12 @@ BATCH_ONLY = BatchPredictRequest()
 
 
 def predict(name: str | None = None, version: str | None = None) -> Response:
-    """Predict one row (`features`) or a batch (`instances`)."""
+    """Predict one row (`features`), a batch (`instances`) or entities by id (`entities`)."""
     return _serve(ANY_SHAPE, name, version)
 
 
 def predict_batch(name: str | None = None, version: str | None = None) -> Response:
-    """Predict a batch of rows (`instances`); answers keep the input order."""
+    """Predict a batch (`instances` or `entities`); answers keep the input order."""
     return _serve(BATCH_ONLY, name, version)
 
 
@@ -49,6 +50,9 @@ def _serve(schema: Schema, name: str | None, version: str | None) -> Response:
     model = resolve_model(name, version)
     limits = batch_limits(model)
     body = read_json_object(limits)
-    matrix, single_row = validate_matrix(schema, body, model, limits.max_rows)
+    if ENTITIES_FIELD in body:  # by entity id: features looked up in the version's source
+        matrix, single_row = rows_for_entities(model, entities_of(body)), False
+    else:
+        matrix, single_row = validate_matrix(schema, body, model, limits.max_rows)
     outputs = predict_matrix(matrix)
     return json_response(render_native(model, outputs, single_row))

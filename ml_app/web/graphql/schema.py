@@ -26,7 +26,6 @@ from strawberry.types import ExecutionContext
 
 from ml_app.core.config import Settings
 from ml_app.core.errors import ApiError, InvalidInput
-from ml_app.core.model import LoadedModel
 from ml_app.core.validation import FeatureRows as RowsField
 from ml_app.core.validation import MatrixContext, validate_matrix
 from ml_app.web.body import batch_limits
@@ -38,7 +37,7 @@ from ml_app.web.graphql.types import (
     NamedFeatureRows,
     Prediction,
 )
-from ml_app.web.serving import predict_matrix, resolve_model
+from ml_app.web.serving import predict_matrix, resolve_model, rows_for_entities
 from ml_app.web.state import app_state
 
 log = logging.getLogger("ml_app.graphql")
@@ -74,15 +73,6 @@ def _check_row_kinds(arguments: dict[str, Any]) -> None:
 def _matrix(arguments: dict[str, Any], limits: MatrixContext) -> np.ndarray:
     _check_row_kinds(arguments)
     return validate_matrix(_ROW_ARGUMENTS, arguments, limits.model, limits.max_rows)[0]
-
-
-def entity_rows(model: LoadedModel, entities: Any) -> np.ndarray:
-    """Rows looked up by entity id from the version's feature source (none can declare one yet)."""
-    raise InvalidInput(
-        f"Model {model.name!r} version {model.version!r} declares no feature source: "
-        "send rows or namedRows.",
-        {"entities": ["No feature source declared for this version."]},
-    )
 
 
 @strawberry.type
@@ -121,7 +111,7 @@ class Query:
             message = "Send exactly one of rows, namedRows or entities."
             raise InvalidInput(message, {"arguments": [message]})
         if entities is not None:
-            matrix = entity_rows(loaded, entities)
+            matrix = rows_for_entities(loaded, entities)  # as the native routes do
         else:
             matrix = _matrix(sources, batch_limits(loaded))
         return Prediction.from_outputs(loaded, predict_matrix(matrix))

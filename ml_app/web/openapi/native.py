@@ -20,6 +20,19 @@ class SinglePrediction(Schema):
     version = fields.String(required=True)
 
 
+class EntitiesRequest(Schema):
+    """Entities by id, for a version that declares a feature source; the rest is looked up."""
+
+    entities = fields.List(
+        fields.Dict(keys=fields.String()),
+        required=True,
+        metadata={
+            "description": "Objects with the version's entity key (e.g. customer_id) and, "
+            "optionally, some of the model's features"
+        },
+    )
+
+
 class BatchPrediction(Schema):
     """The answers for a batch (`instances`), in input order."""
 
@@ -114,21 +127,23 @@ class Ready(Schema):
     reasons = fields.List(fields.String())
 
 
-_PREDICT_ERRORS = failures(400, 404, 413, 415, 422, 429, 503)
+_PREDICT_ERRORS = failures(400, 404, 413, 415, 422, 429, 503, 504)
 _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 _ONE_OR_BATCH = {"oneOf": [SinglePrediction, BatchPrediction]}
 OPERATIONS = {
     "predict.predict": operation(
-        "Predict one row (`features`) or a batch (`instances`)",
+        "Predict one row (`features`), a batch (`instances`) or entities by id (`entities`)",
         "predict",
         {**answer("A prediction, or one per row", json_content(_ONE_OR_BATCH)), **_PREDICT_ERRORS},
-        body=json_content(PredictRequest, {"features": IRIS_ROWS[0]}),
+        body=json_content({"oneOf": [PredictRequest, EntitiesRequest]}, {"features": IRIS_ROWS[0]}),
     ),
     "predict.predict_batch": operation(
-        "Predict a batch of rows (`instances`)",
+        "Predict a batch of rows (`instances`) or entities by id (`entities`)",
         "predict",
         {**answer("One prediction per row", json_content(BatchPrediction)), **_PREDICT_ERRORS},
-        body=json_content(BatchPredictRequest, {"instances": IRIS_ROWS}),
+        body=json_content(
+            {"oneOf": [BatchPredictRequest, EntitiesRequest]}, {"instances": IRIS_ROWS}
+        ),
     ),
     "models.list_models": operation(
         "Every model with its versions", "models", answer("Models", json_content(ModelList))

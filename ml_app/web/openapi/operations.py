@@ -14,11 +14,13 @@ ERROR_MEANINGS = {
     404: "No such model, version, alias or route",
     413: "Body larger than ML_APP_MAX_BODY_BYTES, or more rows than ML_APP_MAX_BATCH_ROWS",
     415: "Content-Type not accepted by this route",
-    422: "Valid JSON that fails validation (feature count, names, types, finiteness)",
+    422: "Valid JSON that fails validation (feature count, names, types, finiteness), or an "
+    "entity or feature the version's feature source does not have",
     429: "The client's rate limit (its API key's own, else ML_APP_RATE_LIMIT) is used up: "
     "Retry-After says when to try again",
-    503: "The model's artifact failed to load, the server is not ready, or (fail closed) the "
-    "rate-limit store is unreachable",
+    503: "The model's artifact failed to load, the server is not ready, (fail closed) the "
+    "rate-limit store is unreachable, or the version's feature source is unavailable",
+    504: "The version's feature source did not answer within ML_APP_FEATURE_STORE_TIMEOUT",
 }
 
 
