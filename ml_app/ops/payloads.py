@@ -1,0 +1,86 @@
+"""`python -m ml_app payloads ship ...`: send the payload log's closed segments to a sink."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from ml_app.core.config import Settings
+from ml_app.core.logformat import configure_logging
+from ml_app.core.payload_shipper import Shipper
+from ml_app.core.payload_sinks import open_sink
+
+log = logging.getLogger("ml_app.shipper")
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@click.group("payloads")
+def payloads() -> None:
+    """The payload log: one CloudEvents JSON line per prediction and per feedback item."""
+
+
+@payloads.command()
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The payload log directory (ML_APP_PAYLOAD_LOG_DIR of the server).",
+)
+@click.option(
+    "--sink", required=True, help="http(s)://... or redis://host:port/db?stream=NAME[&maxlen=N]."
+)
+@click.option("--once", is_flag=True, help="Ship what is there now, then exit (tests, cron).")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between looks for newly closed segments.",
+)
+@click.option(
+    "--attempts",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="With --once: failed passes before giving up (exit status 1).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the sink's answer.",
+)
+def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
+    directory: Path, sink: str, once: bool, poll: float, attempts: int, timeout: float
+) -> None:
+    """Send closed segments oldest first; delete each once the sink acknowledged all of it.
+
+    Runs until SIGTERM or SIGINT, which let the segment being sent finish (or, while the sink
+    is failing, stop at once); nothing unacknowledged is ever deleted.
+    """
+    configure_logging(Settings.from_env().log_level)
+    try:
+        target = open_sink(sink, timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--sink") from None
+    stop = threading.Event()
+    # Saved and put back, so a caller in the same process (a test) keeps its own handlers.
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in _STOP_SIGNALS}
+    shipper = Shipper(directory, target, stop)
+    log.info("shipper started", extra={"fields": {"dir": str(directory), "once": once}})
+    try:
+        delivered = shipper.run(poll, attempts if once else None)
+    finally:
+        target.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("shipper stopped", extra={"fields": dataclasses.asdict(shipper.stats)})
+    if not delivered:
+        raise click.ClickException(f"the sink did not take every segment after {attempts} tries")
