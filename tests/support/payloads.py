@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from tests.support.server import PROJECT_ROOT, clean_environment
 
 HOSTNAME = "test-host"
 
@@ -146,3 +150,44 @@ class CollectingSink:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(10)
+
+
+class ShipperProcess:
+    """`python -m ml_app payloads ship` in a process of its own; its JSON log goes to a file."""
+
+    def __init__(self, directory: Path, sink_url: str, log_path: Path, *args: str) -> None:
+        self.command = [sys.executable, "-m", "ml_app", "payloads", "ship"]
+        self.command += ["--dir", str(directory), "--sink", sink_url, *args]
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ShipperProcess:
+        """Start it (returns at once)."""
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=PROJECT_ROOT,
+                env=clean_environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and wait for it to exit; its exit status."""
+        assert self.process is not None
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The JSON lines it wrote."""
+        lines = self.log_path.read_bytes().splitlines()
+        return [orjson.loads(line) for line in lines if line.startswith(b"{")]
+
+    def __enter__(self) -> ShipperProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
