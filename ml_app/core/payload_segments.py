@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +88,3 @@ def reject_segment(path: Path) -> Path:
     rejected = path.with_name(path.name + REJECTED_SUFFIX)
     os.rename(path, rejected)
     return rejected
-
-
-def read_events(directory: Path) -> Iterator[dict[str, Any]]:
-    """Every event of every readable closed segment, oldest segment first (reports)."""
-    for path in closed_segments(directory):
-        try:
-            segment = read_segment(path)
-        except FileNotFoundError:  # a shipper deleted it after it was listed
-            continue
-        yield from (item.event for item in segment)

@@ -19,6 +19,7 @@ from ml_app.core.routing import RoutingConfig
 from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.core.stored_backends import describe_backend
 from ml_app.ops.keys import keys
+from ml_app.ops.monitor import monitor
 from ml_app.ops.payloads import payloads
 from ml_app.ops.proxy import proxy_config
 
@@ -202,3 +203,4 @@ main.add_command(drain)
 main.add_command(proxy_config)
 main.add_command(keys)
 main.add_command(payloads)
+main.add_command(monitor)
