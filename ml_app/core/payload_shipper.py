@@ -2,8 +2,12 @@
 was acknowledged (at-least-once: an event may arrive twice, never not at all).
 
 Within one process a segment the sink failed part-way resumes after the last acknowledged
-event. A process stopped or killed part-way remembers nothing: the next one sends that segment
-again from its first line, so the sink may see those events twice; the event id (the request
+event. A stop request (SIGTERM) ends the process after one more pass over the segments closed
+by then, so a server that stopped first has its last segments shipped; while the sink fails,
+that pass ends at the first failure, without waiting to retry.
+
+A process stopped or killed part-way remembers nothing: the next one sends that segment again
+from its first line, so the sink may see those events twice; the event id (the request
 id) makes the copies removable.
 """
 
@@ -57,13 +61,8 @@ class Shipper:
         self._acknowledged: dict[str, int] = {}
 
     def ship_pending(self) -> bool:
-        """Send every closed segment there now, oldest first; False at the first failure.
-
-        A stop request is honoured between segments: the one being sent is finished first.
-        """
+        """Send every closed segment there now, oldest first; False at the first failure."""
         for path in closed_segments(self.directory):
-            if self.stop.is_set():
-                return True
             try:
                 self._ship_segment(path)
             except SinkError as exc:
@@ -102,15 +101,19 @@ class Shipper:
         )
 
     def run(self, poll_seconds: float, attempts: int | None = None) -> bool:
-        """Ship until stopped (or, with `attempts`, until one pass succeeds); False if it gave up.
+        """Ship until stopped (or, with `attempts`, until one pass succeeds); False if the last
+        pass left segments behind.
 
-        Waits `poll_seconds` between passes, and a doubling delay after failed ones.
+        Waits `poll_seconds` between passes, and a doubling delay after failed ones; once
+        stopped, makes one last pass and returns.
         """
         failures = 0
-        while not self.stop.is_set():
-            if self.ship_pending():
-                if attempts is not None:
-                    return True
+        while True:
+            stopping = self.stop.is_set()
+            shipped = self.ship_pending()
+            if stopping or (shipped and attempts is not None):
+                return shipped
+            if shipped:
                 failures = 0
                 delay = poll_seconds
             else:
@@ -119,4 +122,3 @@ class Shipper:
                     return False
                 delay = retry_delay(failures)
             self.stop.wait(delay)
-        return True

@@ -12,6 +12,7 @@ import click
 
 from ml_app.core.config import Settings
 from ml_app.core.logformat import configure_logging
+from ml_app.core.payload_segments import closed_segments
 from ml_app.core.payload_shipper import Shipper
 from ml_app.core.payload_sinks import open_sink
 
@@ -62,8 +63,8 @@ def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
 ) -> None:
     """Send closed segments oldest first; delete each once the sink acknowledged all of it.
 
-    Runs until SIGTERM or SIGINT, which let the segment being sent finish (or, while the sink
-    is failing, stop at once); nothing unacknowledged is ever deleted.
+    Runs until SIGTERM or SIGINT, then ships what is closed by then in one last pass, which
+    ends at the first failure (exit status 1): nothing unacknowledged is ever deleted.
     """
     configure_logging(Settings.from_env().log_level)
     try:
@@ -83,4 +84,7 @@ def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
             signal.signal(signum, handler)
     log.info("shipper stopped", extra={"fields": dataclasses.asdict(shipper.stats)})
     if not delivered:
-        raise click.ClickException(f"the sink did not take every segment after {attempts} tries")
+        left = len(closed_segments(directory))
+        raise click.ClickException(
+            f"the sink did not take every segment: {left} left in {directory}"
+        )

@@ -26,15 +26,17 @@ from tests.support.server import PROJECT_ROOT, clean_environment
 OUTAGE_SECONDS = 10
 
 
-def _write_segments(directory: Path, segments: int, per_segment: int) -> dict[Path, list[str]]:
+def _write_segments(
+    directory: Path, segments: int, per_segment: int, first_pid: int = 1000
+) -> dict[Path, list[str]]:
     """Closed segments of one-row iris events; their ids by segment, in order."""
     written = {}
-    for number in range(segments):
+    for number in range(first_pid, first_pid + segments):
         events = [
             inference_event(f"s{number}-e{index}", "iris", "1", [[5.1, 3.5, 1.4, 0.2]], ["setosa"])
             for index in range(per_segment)
         ]
-        path = write_segment(directory, events, pid=1000 + number)
+        path = write_segment(directory, events, pid=number)
         written[path] = segment_ids(path)
     return written
 
@@ -59,10 +61,14 @@ def test_a_sink_down_for_10_s_then_up_gets_everything_and_nothing_is_deleted_ear
     written = _write_segments(payloads, segments=12, per_segment=50)
     expected = [event_id for ids in written.values() for event_id in ids]
     with CollectingSink(refuse_for=OUTAGE_SECONDS) as sink:
-        shipper = ShipperProcess(payloads, sink.url, tmp_path / "shipper.log", "--poll", "0.2")
+        # after the outage one pass ships them all; then it would wait long before looking again
+        shipper = ShipperProcess(payloads, sink.url, tmp_path / "shipper.log", "--poll", "300")
         with shipper:
             _watch_deletions(written, sink, timeout=OUTAGE_SECONDS + 60)
-            assert shipper.stop() == 0
+            late = _write_segments(payloads, segments=1, per_segment=7, first_pid=5000)
+            assert shipper.stop() == 0  # the segment closed just before is shipped on the way out
+        assert not next(iter(late)).exists()
+        expected += next(iter(late.values()))
         assert sink.first_request is not None and sink.refused >= 2
         # in order, each once: a retry in the same process resumes after the acknowledged ones
         assert sink.accepted_ids() == expected
@@ -76,7 +82,7 @@ def test_a_sink_down_for_10_s_then_up_gets_everything_and_nothing_is_deleted_ear
     assert any(entry["message"] == "sink refused or failed" for entry in entries)
     (stopped,) = [entry for entry in entries if entry["message"] == "shipper stopped"]
     assert stopped["events_shipped"] == len(expected)
-    assert stopped["segments_shipped"] == len(written)
+    assert stopped["segments_shipped"] == len(written) + 1
     assert stopped["send_failures"] >= 1
 
 
@@ -88,8 +94,9 @@ def test_sigterm_while_the_sink_refuses_stops_at_once_and_keeps_every_segment(tm
         with ShipperProcess(payloads, sink.url, tmp_path / "shipper.log") as shipper:
             wait_until(lambda: sink.refused >= 2, 20, "the shipper to retry")
             started = time.monotonic()
-            assert shipper.stop() == 0
+            assert shipper.stop() == 1  # its last pass failed too: segments are left
             assert time.monotonic() - started < 5  # a retry wait does not hold it up
+            assert sink.refused >= 3  # the last pass tried once more
     for path, ids in written.items():
         assert segment_ids(path) == ids
     assert sink.accepted_ids() == []
@@ -154,6 +161,6 @@ def test_redis_down_keeps_every_segment_and_exits_1(tmp_path, redis_server):
     redis_server.stop()
     failed = _ship_once(payloads, f"{redis_server.url}?stream=payloads", "--attempts", "2")
     assert failed.returncode == 1
-    assert b"did not take every segment" in failed.stderr
+    assert b"did not take every segment: 2 left" in failed.stderr
     for path, ids in written.items():
         assert segment_ids(path) == ids

@@ -166,7 +166,7 @@ def test_ship_once_exits_1_and_keeps_everything_when_the_sink_is_unreachable(tmp
         ["payloads", "ship", "--dir", str(tmp_path), "--sink", url, "--once", "--attempts", "1"],
     )
     assert result.exit_code == 1
-    assert "did not take every segment" in result.output
+    assert "did not take every segment: 1 left" in result.output
     assert read_segment(segment)[1].id == "a-1"
 
 
