@@ -17,7 +17,7 @@ from ml_app.core.reload import StoreWatcher
 from ml_app.core.shadow import ShadowRunner
 from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.ops.cli import models as models_command
-from ml_app.web.api import admin, health, models, predict
+from ml_app.web.api import admin, feedback, health, models, predict
 from ml_app.web.auth import register_api_keys
 from ml_app.web.context import register_request_context
 from ml_app.web.cors import register_cors
@@ -27,8 +27,10 @@ from ml_app.web.flask_app import ModelServerFlask
 from ml_app.web.json_provider import OrjsonProvider
 from ml_app.web.metrics import register_metrics
 from ml_app.web.openapi import admin as admin_docs
+from ml_app.web.openapi import feedback as feedback_docs
 from ml_app.web.openapi import native as native_docs
 from ml_app.web.openapi import register_openapi
+from ml_app.web.payload_log import PayloadLogging, register_payload_log
 from ml_app.web.protocols import mlflow, v1, v2
 from ml_app.web.rate_limits import register_rate_limits
 from ml_app.web.state import EXTENSION_KEY, AppState
@@ -53,6 +55,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_state(app, settings)
     register_rate_limits(app, settings)
     register_blueprints(app, settings)
+    register_payload_log(app, app.extensions[EXTENSION_KEY].payload)
     register_docs(app)
     register_error_handlers(app)
     register_metrics(app)
@@ -79,6 +82,7 @@ def register_state(app: Flask, settings: Settings) -> None:
         watcher=watcher,
         shadow=ShadowRunner(settings.shadow_queue_size),
         api_keys=_key_ring(settings),
+        payload=PayloadLogging.from_settings(settings),
     )
     registry.load_all()
 
@@ -92,7 +96,7 @@ def _key_ring(settings: Settings) -> KeyRing | None:
 
 def register_blueprints(app: Flask, settings: Settings) -> None:
     """Attach the HTTP routes: native ones, each protocol's adapter, admin when a token is set."""
-    for module in (predict, models, health, *PROTOCOLS):
+    for module in (predict, models, health, feedback, *PROTOCOLS):
         app.register_blueprint(module.bp)
     if settings.admin_token:
         app.register_blueprint(admin.bp)
@@ -100,7 +104,7 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 def register_docs(app: Flask) -> None:
     """The OpenAPI document (/openapi.json) and Swagger UI (/docs), describing every route."""
-    operations = {**native_docs.OPERATIONS, **admin_docs.OPERATIONS}
+    operations = {**native_docs.OPERATIONS, **admin_docs.OPERATIONS, **feedback_docs.OPERATIONS}
     for module in PROTOCOLS:
         operations.update(module.OPERATIONS)
     register_openapi(app, operations)

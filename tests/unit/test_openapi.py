@@ -186,3 +186,33 @@ def test_documented_answers_match_what_the_routes_return(store):
         _assert_matches(document, _response_schema(document, path), response.get_json(), url)
     iris = client.get("/models/iris").get_json()
     assert (iris["split"], iris["shadow"]) == ({"1": 0.75, "2": 0.25}, ["2"])
+
+
+def test_feedback_is_documented_as_it_answers(demo_store, tmp_path):
+    """Both feedback routes: the 202 body fits its schema; the body schema is an item or a list."""
+    settings = {"store": demo_store, "payload_log_dir": str(tmp_path / "payloads")}
+    client = create_app(settings).test_client()
+    document = _document(client)
+    for path, url in [
+        ("/feedback", "/feedback"),
+        ("/models/{name}/feedback", "/models/iris/feedback"),
+    ]:
+        operation = document["paths"][path]["post"]
+        assert set(operation["responses"]) == {
+            "202",
+            "400",
+            "404",
+            "413",
+            "415",
+            "422",
+            "429",
+            "503",
+        }
+        body = operation["requestBody"]["content"]["application/json"]
+        item = document["components"]["schemas"]["FeedbackItem"]
+        assert set(item["required"]) == {"request_id", "truth"}
+        assert body["schema"]["oneOf"][1]["items"]["$ref"].endswith("FeedbackItem")
+        response = client.post(url, json=body["example"])
+        assert response.status_code == 202
+        schema = _response_schema(document, path, "post", "202")
+        _assert_matches(document, schema, response.get_json(), url)

@@ -8,6 +8,7 @@ from marshmallow import Schema
 from ml_app.core.dataplane import render_native
 from ml_app.core.validation import BatchPredictRequest, PredictRequest, validate_matrix
 from ml_app.web.body import batch_limits, read_json_object
+from ml_app.web.payload_log import prediction_endpoint
 from ml_app.web.responses import json_response
 from ml_app.web.serving import predict_matrix, resolve_model
 
@@ -29,11 +30,13 @@ ANY_SHAPE = PredictRequest()
 BATCH_ONLY = BatchPredictRequest()
 
 
+@prediction_endpoint
 def predict(name: str | None = None, version: str | None = None) -> Response:
     """Predict one row (`features`) or a batch (`instances`)."""
     return _serve(ANY_SHAPE, name, version)
 
 
+@prediction_endpoint
 def predict_batch(name: str | None = None, version: str | None = None) -> Response:
     """Predict a batch of rows (`instances`); answers keep the input order."""
     return _serve(BATCH_ONLY, name, version)

@@ -50,6 +50,7 @@ TAGS = {
     "MLflow": "MLflow's scoring server: /invocations serves the default model",
     "metrics": "Prometheus exposition",
     "docs": "This document and Swagger UI",
+    "feedback": "Ground truth for earlier predictions, written to the payload log",
     "admin": "Store changes behind ML_APP_ADMIN_TOKEN (routes exist only when it is set)",
 }
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
