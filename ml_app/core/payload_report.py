@@ -17,7 +17,7 @@ import numpy as np
 
 from ml_app.core import drift_bins
 from ml_app.core.errors import StoreError
-from ml_app.core.payload_segments import FEEDBACK_TYPE, INFERENCE_TYPE
+from ml_app.core.payload_events import FEEDBACK, INFERENCE
 from ml_app.core.store import ModelStore
 
 
@@ -114,9 +114,9 @@ class _Builder:
             return
         self.seen.add(key)
         data = event.get("data") or {}
-        if event.get("type") == INFERENCE_TYPE and data.get("model") and data.get("version"):
+        if event.get("type") == INFERENCE and data.get("model") and data.get("version"):
             self._inference(event["id"], data)
-        elif event.get("type") == FEEDBACK_TYPE and data.get("request_id"):
+        elif event.get("type") == FEEDBACK and data.get("request_id"):
             self.truths[data["request_id"]] = data.get("truth")  # a later truth corrects
 
     def _inference(self, request_id: str, data: dict[str, Any]) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 from ml_app.core.payload_segments import (
     SegmentError,
     closed_segments,
-    read_segment,
     reject_segment,
+    segment_batches,
 )
 from ml_app.core.payload_sinks import Sink, SinkError
 
@@ -75,30 +75,35 @@ class Shipper:
         return True
 
     def _ship_segment(self, path: Path) -> None:
+        done = sent = self._acknowledged.pop(path.name, 0)
         try:
-            events = read_segment(path)
+            for batch in segment_batches(path, skip=done):
+                try:
+                    self.sink.send(batch)
+                except SinkError as exc:
+                    self._acknowledged[path.name] = sent + exc.acknowledged
+                    self.stats.events_shipped += exc.acknowledged
+                    raise
+                sent += len(batch)
+                self.stats.events_shipped += len(batch)
         except FileNotFoundError:  # another shipper on the same directory took it
             return
         except SegmentError as exc:
-            kept = reject_segment(path)
-            self.stats.segments_rejected += 1
-            log.error("segment rejected", extra={"fields": {"kept": kept.name, "error": str(exc)}})
+            self._reject(path, exc)
             return
-        done = self._acknowledged.pop(path.name, 0)
-        try:
-            self.sink.send(events[done:])
-        except SinkError as exc:
-            self._acknowledged[path.name] = done + exc.acknowledged
-            self.stats.events_shipped += exc.acknowledged
-            raise
         # Only now is every line of it held by the sink.
         path.unlink()
-        self.stats.events_shipped += len(events) - done
         self.stats.segments_shipped += 1
         log.info(
             "segment shipped",
-            extra={"fields": {"segment": path.name, "events": len(events), "resumed_at": done}},
+            extra={"fields": {"segment": path.name, "events": sent, "resumed_at": done}},
         )
+
+    def _reject(self, path: Path, exc: SegmentError) -> None:
+        """Set aside a segment with a bad line; the events before it may have been sent."""
+        kept = reject_segment(path)
+        self.stats.segments_rejected += 1
+        log.error("segment rejected", extra={"fields": {"kept": kept.name, "error": str(exc)}})
 
     def run(self, poll_seconds: float, attempts: int | None = None) -> bool:
         """Ship until stopped (or, with `attempts`, until one pass succeeds); False if the last

@@ -21,16 +21,14 @@ def monitor() -> None:
 
 
 def _events(directory: Path, unreadable: list[str]) -> Iterator[dict[str, Any]]:
-    """Every event of the closed segments; a segment that cannot be read is named, and skipped."""
+    """Every event of the closed segments; a bad line ends its segment's events, and is named."""
     for path in closed_segments(directory):
         try:
-            segment = read_segment(path)
+            yield from (item.event for item in read_segment(path))
         except FileNotFoundError:  # shipped and deleted since it was listed
             continue
         except SegmentError as exc:
             unreadable.append(str(exc))
-            continue
-        yield from (item.event for item in segment)
 
 
 def _number(value: float | None) -> str:

@@ -20,6 +20,15 @@ log = logging.getLogger("ml_app.shipper")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def _payload_log_dir(settings: Settings) -> Path:
+    if not settings.payload_log_dir:
+        raise click.UsageError("no payload log: pass --dir or set ML_APP_PAYLOAD_LOG_DIR")
+    directory = Path(settings.payload_log_dir).expanduser()
+    if not directory.is_dir():
+        raise click.UsageError(f"ML_APP_PAYLOAD_LOG_DIR={directory} is not a directory")
+    return directory
+
+
 @click.group("payloads")
 def payloads() -> None:
     """The payload log: one CloudEvents JSON line per prediction and per feedback item."""
@@ -29,9 +38,8 @@ def payloads() -> None:
 @click.option(
     "--dir",
     "directory",
-    required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The payload log directory (ML_APP_PAYLOAD_LOG_DIR of the server).",
+    help="The payload log directory (default: ML_APP_PAYLOAD_LOG_DIR, as the server has it).",
 )
 @click.option(
     "--sink", required=True, help="http(s)://... or redis://host:port/db?stream=NAME[&maxlen=N]."
@@ -59,14 +67,16 @@ def payloads() -> None:
     help="Seconds to wait for the sink's answer.",
 )
 def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
-    directory: Path, sink: str, once: bool, poll: float, attempts: int, timeout: float
+    directory: Path | None, sink: str, once: bool, poll: float, attempts: int, timeout: float
 ) -> None:
     """Send closed segments oldest first; delete each once the sink acknowledged all of it.
 
     Runs until SIGTERM or SIGINT, then ships what is closed by then in one last pass, which
     ends at the first failure (exit status 1): nothing unacknowledged is ever deleted.
     """
-    configure_logging(Settings.from_env().log_level)
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    directory = directory or _payload_log_dir(settings)
     try:
         target = open_sink(sink, timeout)
     except ValueError as exc:

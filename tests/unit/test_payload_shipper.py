@@ -76,6 +76,28 @@ def test_a_segment_is_deleted_only_after_the_sink_took_all_of_it_and_resumes_in_
     assert shipper.stats.send_failures == 1
 
 
+def test_a_big_segment_goes_in_bounded_batches_and_resumes_mid_way(tmp_path):
+    class BatchSink(FlakySink):
+        def send(self, events):
+            self.sizes.append(len(events))
+            super().send(events)
+
+    segment = write_segment(tmp_path, _events("a", 1200))
+    sink = BatchSink(fail_after=700)
+    sink.sizes = []
+    shipper = Shipper(tmp_path, sink)
+    assert shipper.ship_pending() is False
+    assert segment.exists()
+    assert shipper.ship_pending() is True
+    assert sink.received == segment_ids_of(1200)
+    # 500, then 500 (refused after 200 of them), then the last 500 from the 701st event
+    assert sink.sizes == [500, 500, 500]
+
+
+def segment_ids_of(count: int) -> list[str]:
+    return [f"a-{i}" for i in range(count)]
+
+
 def test_a_new_process_resends_a_half_shipped_segment_whole(tmp_path):
     segment = write_segment(tmp_path, _events("a", 3))
     sink = FlakySink(fail_after=1)
@@ -167,7 +189,7 @@ def test_ship_once_exits_1_and_keeps_everything_when_the_sink_is_unreachable(tmp
     )
     assert result.exit_code == 1
     assert "did not take every segment: 1 left" in result.output
-    assert read_segment(segment)[1].id == "a-1"
+    assert [item.id for item in read_segment(segment)] == ["a-0", "a-1"]
 
 
 def test_ship_refuses_a_sink_it_cannot_send_to(tmp_path):
@@ -176,3 +198,16 @@ def test_ship_refuses_a_sink_it_cannot_send_to(tmp_path):
     )
     assert result.exit_code == 2
     assert "http(s):// or redis(s)://" in result.output
+
+
+def test_ship_reads_the_servers_payload_log_setting_when_no_dir_is_given(tmp_path, monkeypatch):
+    write_segment(tmp_path, _events("a", 2))
+    monkeypatch.setenv("ML_APP_PAYLOAD_LOG_DIR", str(tmp_path))
+    with CollectingSink() as sink:
+        result = CliRunner().invoke(main, ["payloads", "ship", "--sink", sink.url, "--once"])
+        assert result.exit_code == 0, result.output
+        assert sink.accepted_ids() == ["a-0", "a-1"]
+    monkeypatch.delenv("ML_APP_PAYLOAD_LOG_DIR")
+    refused = CliRunner().invoke(main, ["payloads", "ship", "--sink", "http://x/", "--once"])
+    assert refused.exit_code == 2
+    assert "pass --dir or set ML_APP_PAYLOAD_LOG_DIR" in refused.output
