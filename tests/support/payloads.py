@@ -191,3 +191,60 @@ class ShipperProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class PredictionTraffic:
+    """Threads posting iris predictions (one row, two rows, and a refused one), each with a fresh
+    X-Request-ID; keeps every id sent, the answers by id, and the ids whose connection failed."""
+
+    BODIES = (
+        ("/predict", {"features": [5.1, 3.5, 1.4, 0.2]}),
+        ("/models/iris/predict/batch", {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}),
+        ("/predict", {"features": [1.0, 2.0]}),  # refused: 422, and logged too
+    )
+
+    def __init__(self, url: str, total: int, threads: int = 8) -> None:
+        self.url = url
+        self.total = total
+        self.answers: dict[str, tuple[int, str | None]] = {}  # id -> status, X-Model-Version
+        self.failed: set[str] = set()
+        self._numbers = iter(range(total))
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._send, daemon=True) for _ in range(threads)]
+
+    def start(self) -> PredictionTraffic:
+        """Start sending (returns at once)."""
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def join(self, timeout: float) -> None:
+        """Wait for every request to be answered or failed."""
+        for thread in self.threads:
+            thread.join(timeout)
+        assert not any(thread.is_alive() for thread in self.threads)
+
+    def _next(self) -> int | None:
+        with self._lock:
+            return next(self._numbers, None)
+
+    def _send(self) -> None:
+        import requests  # the test client, not the shipper's
+
+        with requests.Session() as session:
+            while (number := self._next()) is not None:
+                path, body = self.BODIES[number % len(self.BODIES)]
+                request_id = uuid.uuid4().hex
+                try:
+                    response = session.post(
+                        self.url + path, json=body, headers={"X-Request-ID": request_id}, timeout=20
+                    )
+                except requests.ConnectionError:  # a SIGKILLed worker's connection
+                    with self._lock:
+                        self.failed.add(request_id)
+                    continue
+                with self._lock:
+                    self.answers[request_id] = (
+                        response.status_code,
+                        response.headers.get("X-Model-Version"),
+                    )
