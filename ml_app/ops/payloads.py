@@ -66,8 +66,26 @@ def payloads() -> None:
     show_default=True,
     help="Seconds to wait for the sink's answer.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve the shipper's Prometheus metrics on this port (0: any free one).",
+)
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for --metrics-port (0.0.0.0 for a scraper on another host).",
+)
 def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
-    directory: Path | None, sink: str, once: bool, poll: float, attempts: int, timeout: float
+    directory: Path | None,
+    sink: str,
+    once: bool,
+    poll: float,
+    attempts: int,
+    timeout: float,
+    metrics_port: int | None,
+    metrics_address: str,
 ) -> None:
     """Send closed segments oldest first; delete each once the sink acknowledged all of it.
 
@@ -85,7 +103,12 @@ def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     # Saved and put back, so a caller in the same process (a test) keeps its own handlers.
     previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in _STOP_SIGNALS}
     shipper = Shipper(directory, target, stop)
-    log.info("shipper started", extra={"fields": {"dir": str(directory), "once": once}})
+    started = {"dir": str(directory), "once": once}
+    if metrics_port is not None:
+        from ml_app.core.payload_shipper_metrics import serve_metrics  # only when asked for
+
+        started["metrics_port"] = serve_metrics(shipper, metrics_port, metrics_address).server_port
+    log.info("shipper started", extra={"fields": started})
     try:
         delivered = shipper.run(poll, attempts if once else None)
     finally:

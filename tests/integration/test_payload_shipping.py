@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from cloudevents.http import from_http, from_json
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.payloads import (
     CollectingSink,
@@ -21,7 +23,7 @@ from tests.support.payloads import (
 )
 from tests.support.polling import wait_until
 from tests.support.redis_server import RedisServer
-from tests.support.server import PROJECT_ROOT, clean_environment
+from tests.support.server import PROJECT_ROOT, clean_environment, free_port
 
 OUTAGE_SECONDS = 10
 
@@ -39,6 +41,16 @@ def _write_segments(
         path = write_segment(directory, events, pid=number)
         written[path] = segment_ids(path)
     return written
+
+
+def _shipper_metrics(port: int) -> dict[str, float]:
+    """The shipper process's /metrics samples by name."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def _watch_deletions(written: dict[Path, list[str]], sink: CollectingSink, timeout: float):
@@ -62,9 +74,26 @@ def test_a_sink_down_for_10_s_then_up_gets_everything_and_nothing_is_deleted_ear
     expected = [event_id for ids in written.values() for event_id in ids]
     with CollectingSink(refuse_for=OUTAGE_SECONDS) as sink:
         # after the outage one pass ships them all; then it would wait long before looking again
-        shipper = ShipperProcess(payloads, sink.url, tmp_path / "shipper.log", "--poll", "300")
+        port = free_port()
+        shipper = ShipperProcess(
+            payloads,
+            sink.url,
+            tmp_path / "shipper.log",
+            "--poll",
+            "300",
+            "--metrics-port",
+            str(port),
+        )
         with shipper:
+            wait_until(lambda: sink.refused >= 2, 30, "the shipper to be refused twice")
+            during = _shipper_metrics(port)
+            assert during["ml_app_payload_shipper_backlog_segments"] == len(written)
+            assert during["ml_app_payload_shipper_events_total"] == 0
+            assert during["ml_app_payload_shipper_failures_total"] >= 1
             _watch_deletions(written, sink, timeout=OUTAGE_SECONDS + 60)
+            after = _shipper_metrics(port)
+            assert after["ml_app_payload_shipper_backlog_segments"] == 0
+            assert after["ml_app_payload_shipper_events_total"] == len(expected)
             late = _write_segments(payloads, segments=1, per_segment=7, first_pid=5000)
             assert shipper.stop() == 0  # the segment closed just before is shipped on the way out
         assert not next(iter(late)).exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import Sequence
 
 import orjson
@@ -211,3 +212,35 @@ def test_ship_reads_the_servers_payload_log_setting_when_no_dir_is_given(tmp_pat
     refused = CliRunner().invoke(main, ["payloads", "ship", "--sink", "http://x/", "--once"])
     assert refused.exit_code == 2
     assert "pass --dir or set ML_APP_PAYLOAD_LOG_DIR" in refused.output
+
+
+def test_the_shipper_metrics_report_its_totals_and_what_waits(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ml_app.core.payload_shipper_metrics import serve_metrics
+
+    first = write_segment(tmp_path, _events("a", 3))
+    waiting = write_segment(tmp_path, _events("b", 2))
+    os.utime(waiting, (waiting.stat().st_atime, waiting.stat().st_mtime - 120))
+    shipper = Shipper(tmp_path, FlakySink(fail_after=4))
+    assert shipper.ship_pending() is False  # a-0..a-2 and b-0 taken, b-1 refused
+    server = serve_metrics(shipper, 0, "127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert not first.exists()
+    assert samples["ml_app_payload_shipper_events_total"] == 4
+    assert samples["ml_app_payload_shipper_segments_total"] == 1
+    assert samples["ml_app_payload_shipper_failures_total"] == 1
+    assert samples["ml_app_payload_shipper_backlog_segments"] == 1
+    assert samples["ml_app_payload_shipper_backlog_bytes"] == waiting.stat().st_size
+    assert 120 <= samples["ml_app_payload_shipper_oldest_segment_age_seconds"] < 180
