@@ -84,6 +84,7 @@ class Report:
 
     versions: dict[tuple[str, str], VersionReport]
     duplicates: int = 0  # events seen more than once, counted once
+    without_model: int = 0  # requests refused before a model was resolved (e.g. 404, 401)
     feedback_unmatched: int = 0  # truths for requests not in the log (or with no predictions)
     feedback_mismatched: int = 0  # truths whose count differs from the rows predicted
 
@@ -92,6 +93,7 @@ class Report:
         return {
             "versions": [self.versions[key].to_json() for key in sorted(self.versions)],
             "duplicates": self.duplicates,
+            "without_model": self.without_model,
             "feedback_unmatched": self.feedback_unmatched,
             "feedback_mismatched": self.feedback_mismatched,
         }
@@ -114,8 +116,11 @@ class _Builder:
             return
         self.seen.add(key)
         data = event.get("data") or {}
-        if event.get("type") == INFERENCE and data.get("model") and data.get("version"):
-            self._inference(event["id"], data)
+        if event.get("type") == INFERENCE:
+            if data.get("model") and data.get("version"):
+                self._inference(event["id"], data)
+            else:
+                self.report.without_model += 1
         elif event.get("type") == FEEDBACK and data.get("request_id"):
             self.truths[data["request_id"]] = data.get("truth")  # a later truth corrects
 

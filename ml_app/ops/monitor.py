@@ -78,7 +78,8 @@ def report(directory: Path, store: Path | None, as_json: bool) -> None:
     for key in sorted(result.versions):
         click.echo("\n".join(_version_lines(result.versions[key])))
     click.echo(
-        f"duplicates {result.duplicates}, feedback unmatched {result.feedback_unmatched}, "
+        f"refused before a model {result.without_model}, duplicates {result.duplicates}, "
+        f"feedback unmatched {result.feedback_unmatched}, "
         f"feedback not matching the rows {result.feedback_mismatched}"
     )
     for problem in unreadable:

@@ -78,7 +78,9 @@ def test_accuracy_equals_the_models_accuracy_on_the_rows_sent_with_truth(
     shutil.copy(first, tmp_path / first.name.replace("-2-", "-9-"))
     write_segment(tmp_path, [feedback_event("never-sent", "iris", "setosa")], pid=5)
     refused = inference_event("bad-1", "iris", "1", None, None, status=422)
-    write_segment(tmp_path, [refused], pid=6)
+    unknown = inference_event("bad-2", "iris", "1", None, None, status=404)
+    unknown["data"].update(model=None, version=None)
+    write_segment(tmp_path, [refused, unknown], pid=6)
 
     report = _report(tmp_path, demo_store)
     (version,) = report["versions"]
@@ -98,6 +100,7 @@ def test_accuracy_equals_the_models_accuracy_on_the_rows_sent_with_truth(
     assert (version["requests"], version["refused"]) == (request_count + 1, 1)
     assert report["duplicates"] == len(first.read_bytes().splitlines())
     assert report["feedback_unmatched"] == 1
+    assert report["without_model"] == 1
     # PSI: the served rows against the version's reference, as written out by hand
     baseline = ModelStore(demo_store).read_metadata("iris", "1")["baseline"]
     for index, feature in enumerate(IRIS_FEATURES):
