@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -27,6 +28,16 @@ def _payload_log_dir(settings: Settings) -> Path:
     if not directory.is_dir():
         raise click.UsageError(f"ML_APP_PAYLOAD_LOG_DIR={directory} is not a directory")
     return directory
+
+
+def _stopper(stop: threading.Event) -> Callable[..., None]:
+    """A signal handler that sets `stop` from another thread: the handler runs on the main
+    thread, which may be holding the event's own lock inside Event.wait at that instant."""
+
+    def handler(*_: object) -> None:
+        threading.Thread(target=stop.set, name="stop-shipper", daemon=True).start()
+
+    return handler
 
 
 @click.group("payloads")
@@ -101,7 +112,7 @@ def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
         raise click.BadParameter(str(exc), param_hint="--sink") from None
     stop = threading.Event()
     # Saved and put back, so a caller in the same process (a test) keeps its own handlers.
-    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in _STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, _stopper(stop)) for signum in _STOP_SIGNALS}
     shipper = Shipper(directory, target, stop)
     started = {"dir": str(directory), "once": once}
     if metrics_port is not None:
