@@ -18,9 +18,13 @@ from ml_app.core.validation import check_row_count
 
 
 class FeedbackNeedsPayloadLog(ApiError):
-    """Feedback is kept in the payload log, and ML_APP_PAYLOAD_LOG_DIR is not set."""
+    """Feedback is kept in the payload log, and ML_APP_PAYLOAD_LOG_DIR is not set.
 
-    status, code = 503, "feedback_needs_payload_log"
+    409, not 503: the server is configured without it, so a retry cannot succeed, and a
+    client sending feedback to such a server must not count as a server error (5xx alerts).
+    """
+
+    status, code = 409, "feedback_needs_payload_log"
 
 
 class PayloadLogUnavailable(ApiError):

@@ -130,11 +130,11 @@ def test_more_items_than_a_batch_is_413(demo_store, payload_dir):
     assert (response.status_code, response.get_json()["code"]) == (413, "payload_too_large")
 
 
-def test_without_a_payload_log_feedback_is_503_saying_why(demo_store):
+def test_without_a_payload_log_feedback_is_409_saying_why(demo_store):
     client = create_app({"store": demo_store}).test_client()
     response = client.post("/feedback", json={"request_id": "r1", "truth": "setosa"})
     payload = response.get_json()
-    assert (response.status_code, payload["code"]) == (503, "feedback_needs_payload_log")
+    assert (response.status_code, payload["code"]) == (409, "feedback_needs_payload_log")
     assert "ML_APP_PAYLOAD_LOG_DIR" in payload["error"]
 
 

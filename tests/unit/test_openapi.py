@@ -202,6 +202,7 @@ def test_feedback_is_documented_as_it_answers(demo_store, tmp_path):
             "202",
             "400",
             "404",
+            "409",
             "413",
             "415",
             "422",

@@ -2,7 +2,7 @@
 
 Each item (`{"request_id", "truth"}`) becomes one `ml_app.feedback` event in the payload log,
 where `python -m ml_app monitor report` joins it with the prediction by request id. Feedback
-lives only there: without ML_APP_PAYLOAD_LOG_DIR the routes answer 503
+lives only there: without ML_APP_PAYLOAD_LOG_DIR the routes answer 409
 `feedback_needs_payload_log`; a disk that refuses the events answers 503
 `payload_log_unavailable` (nothing of the request was kept: retry it).
 """

@@ -11,11 +11,15 @@ _TAG = "feedback"
 _EXAMPLE = [{"request_id": "3f2a9c0e5b7d4e1f", "truth": "setosa"}]
 _BODY = {"oneOf": [FeedbackItem, {"type": "array", "items": FeedbackItem}]}
 _UNAVAILABLE = {
-    "503": {
-        "description": "feedback_needs_payload_log: ML_APP_PAYLOAD_LOG_DIR is not set; "
-        "payload_log_unavailable: the disk refused the events (nothing kept: retry)",
+    "409": {
+        "description": "feedback_needs_payload_log: ML_APP_PAYLOAD_LOG_DIR is not set",
         "content": json_content(ErrorBody),
-    }
+    },
+    "503": {
+        "description": "payload_log_unavailable: the disk refused the events (nothing kept: "
+        "send them again)",
+        "content": json_content(ErrorBody),
+    },
 }
 
 
