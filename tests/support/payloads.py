@@ -239,7 +239,8 @@ class PredictionTraffic:
                     response = session.post(
                         self.url + path, json=body, headers={"X-Request-ID": request_id}, timeout=20
                     )
-                except requests.ConnectionError:  # a SIGKILLed worker's connection
+                # a SIGKILLed worker's connection: refused, reset, or cut mid-answer
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
                     with self._lock:
                         self.failed.add(request_id)
                     continue
