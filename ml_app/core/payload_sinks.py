@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import orjson
@@ -60,37 +61,57 @@ def binary_mode_headers(event: dict[str, Any]) -> dict[str, str]:
 
 
 class HttpSink:
-    """POST each event in CloudEvents binary mode; a 2xx answer is its acknowledgement."""
+    """POST each event in CloudEvents binary mode; a 2xx answer is its acknowledgement.
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    With `concurrency` above 1, that many POSTs are in flight at once (events of a segment may
+    then arrive out of order); what counts as acknowledged is still the prefix of the batch
+    answered 2xx, so a failure resends from the first event not acknowledged.
+    """
+
+    def __init__(self, url: str, timeout: float = 10.0, concurrency: int = 1) -> None:
         import urllib3  # only the HTTP sink needs it
 
         self.url = url
         self._errors = (urllib3.exceptions.HTTPError,)
-        # One keep-alive connection reused event after event; urllib3 retries nothing itself:
-        # a failure goes back to the shipper, which waits and resumes where the sink stopped.
+        # Keep-alive connections reused event after event; urllib3 retries nothing itself: a
+        # failure goes back to the shipper, which waits and resumes where the sink stopped.
         self._pool = urllib3.PoolManager(
             num_pools=2,
-            maxsize=1,
+            maxsize=concurrency,
+            block=True,
             timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
             retries=False,
         )
+        self._executor = ThreadPoolExecutor(concurrency) if concurrency > 1 else None
+
+    def _post(self, item: SegmentEvent) -> str | None:
+        """POST one event; None when acknowledged, else why not."""
+        body = orjson.dumps(item.event.get("data"))
+        try:
+            response = self._pool.request(
+                "POST", self.url, body=body, headers=binary_mode_headers(item.event)
+            )
+        except self._errors as exc:
+            return f"POST {self.url}: {exc}"
+        if not 200 <= response.status < 300:
+            return f"POST {self.url}: HTTP {response.status}"
+        return None
 
     def send(self, events: Sequence[SegmentEvent]) -> None:
-        """POST the events one by one; stop at the first that is not answered 2xx."""
-        for sent, item in enumerate(events):
-            body = orjson.dumps(item.event.get("data"))
-            try:
-                response = self._pool.request(
-                    "POST", self.url, body=body, headers=binary_mode_headers(item.event)
-                )
-            except self._errors as exc:
-                raise SinkError(f"POST {self.url}: {exc}", sent) from exc
-            if not 200 <= response.status < 300:
-                raise SinkError(f"POST {self.url}: HTTP {response.status}", sent)
+        """POST the events; SinkError naming the first that was not answered 2xx."""
+        if self._executor is None:
+            for sent, item in enumerate(events):
+                if problem := self._post(item):
+                    raise SinkError(problem, sent)
+            return
+        for sent, problem in enumerate(self._executor.map(self._post, events)):
+            if problem:
+                raise SinkError(problem, sent)
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections (and the sending threads)."""
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
         self._pool.clear()
 
 
@@ -141,11 +162,11 @@ class RedisStreamSink:
         self._client.close()
 
 
-def open_sink(url: str, timeout: float = 10.0) -> Sink:
+def open_sink(url: str, timeout: float = 10.0, concurrency: int = 1) -> Sink:
     """The sink a URL names: http(s)://... or redis(s)://...?stream=NAME[&maxlen=N]."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme in ("http", "https"):
-        return HttpSink(url, timeout)
+        return HttpSink(url, timeout, concurrency)
     if scheme in ("redis", "rediss"):
         return RedisStreamSink(url, timeout)
     raise ValueError(f"{url!r}: the sink must be an http(s):// or redis(s):// URL")

@@ -78,6 +78,13 @@ def payloads() -> None:
     help="Seconds to wait for the sink's answer.",
 )
 @click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="HTTP sink: POSTs in flight at once (above 1, a segment's events may arrive reordered).",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     help="Serve the shipper's Prometheus metrics on this port (0: any free one).",
@@ -95,6 +102,7 @@ def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     poll: float,
     attempts: int,
     timeout: float,
+    concurrency: int,
     metrics_port: int | None,
     metrics_address: str,
 ) -> None:
@@ -107,7 +115,7 @@ def ship(  # noqa: PLR0913, PLR0917 - click passes one parameter per option
     configure_logging(settings.log_level)
     directory = directory or _payload_log_dir(settings)
     try:
-        target = open_sink(sink, timeout)
+        target = open_sink(sink, timeout, concurrency)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--sink") from None
     stop = threading.Event()

@@ -13,7 +13,7 @@ from cloudevents.http import from_http
 
 from ml_app.core.payload_segments import SegmentEvent, closed_segments, read_segment
 from ml_app.core.payload_shipper import Shipper, retry_delay
-from ml_app.core.payload_sinks import SinkError, _stream_options, binary_mode_headers
+from ml_app.core.payload_sinks import HttpSink, SinkError, _stream_options, binary_mode_headers
 from ml_app.ops.cli import main
 from tests.support.payloads import (
     CollectingSink,
@@ -244,3 +244,36 @@ def test_the_shipper_metrics_report_its_totals_and_what_waits(tmp_path):
     assert samples["ml_app_payload_shipper_backlog_segments"] == 1
     assert samples["ml_app_payload_shipper_backlog_bytes"] == waiting.stat().st_size
     assert 120 <= samples["ml_app_payload_shipper_oldest_segment_age_seconds"] < 180
+
+
+def test_concurrent_posts_count_only_the_prefix_answered_2xx_as_acknowledged(tmp_path):
+    class RefusesOne(CollectingSink):
+        def answer(self, headers, body):
+            return 503 if headers["Ce-Id"] == "a-7" else super().answer(headers, body)
+
+    segment = write_segment(tmp_path, _events("a", 20))
+    events = list(read_segment(segment))
+    with RefusesOne() as sink:
+        http = HttpSink(sink.url, concurrency=4)
+        try:
+            with pytest.raises(SinkError) as refused:
+                http.send(events)
+        finally:
+            http.close()
+        assert refused.value.acknowledged == 7
+        assert "HTTP 503" in str(refused.value)
+        # the prefix went out (in whatever order the threads finished), the refused one not
+        accepted = set(sink.accepted_ids())
+        assert {f"a-{i}" for i in range(7)} <= accepted
+        assert "a-7" not in accepted
+
+
+def test_ship_with_concurrency_delivers_every_event_and_empties_the_directory(tmp_path):
+    segments = [write_segment(tmp_path, _events(name, 40)) for name in "ab"]
+    expected = [event_id for path in segments for event_id in segment_ids(path)]
+    with CollectingSink() as sink:
+        options = ["--dir", str(tmp_path), "--sink", sink.url, "--once", "--concurrency", "4"]
+        result = CliRunner().invoke(main, ["payloads", "ship", *options])
+        assert result.exit_code == 0, result.output
+        assert sorted(sink.accepted_ids()) == sorted(expected)
+    assert os.listdir(tmp_path) == []
