@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import struct
 import threading
 import time
@@ -218,6 +219,10 @@ def test_every_answered_request_is_in_the_closed_segments(demo_store, tmp_path):
 def test_a_full_disk_never_fails_a_prediction_and_writing_resumes(demo_store, tmp_path):
     with small_tmpfs(tmp_path / "small", 256) as mount:
         payloads = mount / "payloads"
+        payloads.mkdir()
+        # Left open by a run whose master was killed too: the next start closes it.
+        orphan = payloads / f"{socket.gethostname()}-{2**22 + 17}-1.open"
+        orphan.write_bytes(b'{"id":"earlier-run"}\n{"id":"torn')
         server = GunicornServer(
             demo_store,
             tmp_path / "server.log",
@@ -226,6 +231,10 @@ def test_a_full_disk_never_fails_a_prediction_and_writing_resumes(demo_store, tm
             ML_APP_PAYLOAD_LOG_DIR=str(payloads),
         )
         with server:
+            assert not orphan.exists()
+            closed = orphan.with_suffix(".jsonl")
+            assert closed.read_bytes() == b'{"id":"earlier-run"}\n'  # the torn line trimmed
+            closed.unlink()
             fill(mount)
             body = {"instances": [IRIS_SETOSA, IRIS_VIRGINICA] * 20}
             refused = [
