@@ -108,7 +108,8 @@ _metrics_archive = MetricsArchive(_metrics_dir)
 # --- Payload log ---------------------------------------------------------------------------
 # Each worker closes its own segment at exit (worker_exit); a worker that was SIGKILLed cannot,
 # so the master closes it (child_exit), and at start those a crashed earlier run left open.
-_payload_log_dir = Settings.from_env().payload_log_dir
+_payload_log_setting = Settings.from_env().payload_log_dir
+_payload_log_dir = Path(_payload_log_setting).expanduser() if _payload_log_setting else None
 
 
 def on_starting(server):
@@ -117,8 +118,8 @@ def on_starting(server):
         return
     _metrics_archive.clear()
     DrainMarker(os.environ["ML_APP_DRAIN_FILE"]).clear()
-    if _payload_log_dir:
-        close_orphaned_segments(Path(_payload_log_dir))
+    if _payload_log_dir is not None:
+        close_orphaned_segments(_payload_log_dir)
 
 
 def when_ready(server):
@@ -173,5 +174,5 @@ def child_exit(server, worker):
     payload log segment (SIGKILL, OOM) leaves it open: closed here, a partial last line trimmed.
     """
     _metrics_archive.fold(worker.pid)
-    if _payload_log_dir:
-        close_orphaned_segments(Path(_payload_log_dir), worker.pid)
+    if _payload_log_dir is not None:
+        close_orphaned_segments(_payload_log_dir, worker.pid)

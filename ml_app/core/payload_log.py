@@ -71,10 +71,10 @@ class PayloadLog:
             except OSError as exc:
                 self._dropped(exc, event_type, events)
                 return False
+            dropped, self._failing = self._failing, 0
         payload_metrics.events_written(event_type).inc(events)
-        if self._failing:
-            log.warning("payload log writable again after %d events were dropped", self._failing)
-            self._failing = 0
+        if dropped:
+            log.warning("payload log writable again after %d events were dropped", dropped)
         return True
 
     def close(self) -> None:

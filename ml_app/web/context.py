@@ -119,12 +119,23 @@ def close_request(response: Response) -> Response:
     if context.key_id is not None:
         fields["key_id"] = context.key_id
     payload = context.state.payload
-    if payload is not None and (
-        context.route is not None or (rule is not None and rule.endpoint in payload.endpoints)
-    ):  # before the answer leaves the worker: an answered prediction is always on disk
+    if payload is not None and _is_prediction(context, current.method, rule, payload.endpoints):
+        # Before the answer leaves the worker: an answered prediction is always on disk.
         payload.record(_inference_record(context, route, status))
     log_access(context.request_id, context.started, fields)
     return response
+
+
+def _is_prediction(
+    context: RequestContext, method: str, rule: Any, endpoints: frozenset[str]
+) -> bool:
+    """A request to a prediction route (answered or refused), or one that reached the model.
+
+    Flask answers a CORS preflight (OPTIONS) on the prediction route's rule: not a prediction.
+    """
+    if context.route is not None:
+        return True
+    return rule is not None and rule.endpoint in endpoints and method != "OPTIONS"
 
 
 def _inference_record(context: RequestContext, route: str | None, status: int) -> InferenceRecord:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import struct
 import threading
 import time
@@ -24,8 +25,10 @@ import requests
 from cloudevents.http import from_json
 
 from tests.support.polling import wait_until
+from tests.support.prometheus import scrape
 from tests.support.reference import IRIS_FEATURES, IRIS_SETOSA, IRIS_VIRGINICA
 from tests.support.server import GunicornServer
+from tests.support.tmpfs import FILLER, fill, small_tmpfs
 
 REQUESTS = 5_000
 THREADS = 8
@@ -113,7 +116,7 @@ class Traffic:
         self.url = url
         self.sent: dict[str, Call] = {}
         self.answers: dict[str, Answer] = {}
-        self.failures = 0
+        self.failures: Counter[str] = Counter()
         self._numbers = itertools.count()
         self._lock = threading.Lock()
 
@@ -134,9 +137,9 @@ class Traffic:
                     response = session.post(
                         self.url + call.path, data=call.body, headers=headers, timeout=20
                     )
-                except requests.ConnectionError:  # the SIGKILLed worker's connections
+                except requests.RequestException as exc:  # the SIGKILLed worker's requests
                     with self._lock:
-                        self.failures += 1
+                        self.failures[type(exc).__name__] += 1
                     continue
                 answer = Answer(call, response.status_code, response.headers.get("X-Model-Version"))
                 with self._lock:
@@ -176,6 +179,7 @@ def test_every_answered_request_is_in_the_closed_segments(demo_store, tmp_path):
             thread.join(60)
         assert not any(thread.is_alive() for thread in threads)
         assert server.process.poll() is None
+        written = scrape(server.url).total("ml_app_payload_log_events_total")
     assert server.process.returncode == 0  # SIGTERM: a graceful stop
     assert time.monotonic() - started < 60
 
@@ -186,10 +190,11 @@ def test_every_answered_request_is_in_the_closed_segments(demo_store, tmp_path):
             assert from_json(line)["type"] == "ml_app.inference"  # the SDK accepts every line
             events.append(orjson.loads(line))
     counts = Counter(event["id"] for event in events)
+    assert written == len(events)  # counted exactly, the killed and recycled workers' included
     by_id = {event["id"]: event["data"] for event in events}
 
     answered = traffic.answers
-    assert len(answered) + traffic.failures == REQUESTS
+    assert len(answered) + traffic.failures.total() == REQUESTS, traffic.failures
     assert len(answered) >= REQUESTS - 20  # only the killed worker's requests in flight failed
     missing = [request_id for request_id in answered if request_id not in counts]
     assert missing == [], f"{len(missing)} answered requests are not in the payload log"
@@ -209,3 +214,52 @@ def test_every_answered_request_is_in_the_closed_segments(demo_store, tmp_path):
     writers = {int(segment.name.rsplit("-", 2)[1]) for segment in payloads.glob("*.jsonl")}
     assert victim in writers  # its segment was closed by the master
     assert len(writers) >= 6  # workers recycled (max_requests) and each wrote its own segments
+
+
+def test_a_full_disk_never_fails_a_prediction_and_writing_resumes(demo_store, tmp_path):
+    with small_tmpfs(tmp_path / "small", 256) as mount:
+        payloads = mount / "payloads"
+        payloads.mkdir()
+        # Left open by a run whose master was killed too: the next start closes it.
+        orphan = payloads / f"{socket.gethostname()}-{2**22 + 17}-1.open"
+        orphan.write_bytes(b'{"id":"earlier-run"}\n{"id":"torn')
+        server = GunicornServer(
+            demo_store,
+            tmp_path / "server.log",
+            workers=2,
+            wait_for="/health/ready",
+            ML_APP_PAYLOAD_LOG_DIR=str(payloads),
+        )
+        with server:
+            assert not orphan.exists()
+            closed = orphan.with_suffix(".jsonl")
+            assert closed.read_bytes() == b'{"id":"earlier-run"}\n'  # the torn line trimmed
+            closed.unlink()
+            fill(mount)
+            body = {"instances": [IRIS_SETOSA, IRIS_VIRGINICA] * 20}
+            refused = [
+                requests.post(server.url + "/predict/batch", json=body, timeout=10)
+                for _ in range(20)
+            ]
+            assert [r.status_code for r in refused] == [200] * 20
+            assert {tuple(r.json()["predictions"][:2]) for r in refused} == {
+                ("setosa", "virginica")
+            }
+            metrics = scrape(server.url)
+            dropped = metrics.total("ml_app_payload_log_errors_total", reason="disk_full")
+            assert dropped == 20
+            (mount / FILLER).unlink()
+            kept = [
+                requests.post(server.url + "/predict/batch", json=body, timeout=10)
+                for _ in range(5)
+            ]
+            assert [r.status_code for r in kept] == [200] * 5
+        logged = [
+            orjson.loads(line)["id"]
+            for segment in payloads.glob("*.jsonl")
+            for line in segment.read_bytes().splitlines()
+        ]
+        assert sorted(logged) == sorted(r.headers["X-Request-ID"] for r in kept)
+        assert not list(payloads.glob("*.open"))
+    errors = [e for e in server.log_entries() if e.get("logger") == "ml_app.payload_log"]
+    assert 1 <= len([e for e in errors if e["level"] == "ERROR"]) <= 2  # once per worker at most

@@ -126,6 +126,8 @@ def test_other_routes_write_no_event(logged_app, payload_dir):
     for path in ("/models", "/health", "/v2/models/iris", "/metrics", "/nowhere"):
         client.get(path)
     client.get("/predict")  # 405: not a prediction request
+    client.options("/predict")  # a CORS preflight is answered on the route, but predicts nothing
+    client.options("/v2/models/iris/infer")
     assert not payload_dir.exists() or events_in(payload_dir) == []
 
 
