@@ -42,11 +42,13 @@ ENV PATH=/opt/venv/bin:$PATH \
 # k8s Secret). Without the file every keyed request is 401 and the log says why; health stays up.
 # A fixed numeric uid, so orchestrators can verify runAsNonRoot without a passwd lookup. The
 # Prometheus multiprocess directory must be writable by that user before Gunicorn starts
-# (gunicorn.conf.py creates it when a fresh /tmp is mounted over the image's).
+# (gunicorn.conf.py creates it when a fresh /tmp is mounted over the image's). So must the payload
+# log's: a new named volume mounted there takes the owner of the image's folder.
 RUN groupadd --gid 10001 ml_app \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin ml_app \
- && install -d -o ml_app -g ml_app -m 0700 "$PROMETHEUS_MULTIPROC_DIR"
+ && install -d -o ml_app -g ml_app -m 0700 "$PROMETHEUS_MULTIPROC_DIR" \
+ && install -d -o ml_app -g ml_app -m 0750 /var/lib/ml_app/payloads
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app/ml_app ml_app

@@ -120,6 +120,7 @@ bench: dev model
 	$(BIN)/python -m bench.scrape
 	$(BIN)/python -m bench.rate_limits
 	$(BIN)/python -m bench.feature_lookup
+	$(BIN)/python -m bench.payload_log
 
 lint: dev
 	$(BIN)/ruff check .

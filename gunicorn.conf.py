@@ -5,9 +5,12 @@ Gunicorn treats every public module-level name here as a setting, so helpers are
 
 import gc
 import os
+from pathlib import Path
 
+from ml_app.core.config import Settings
 from ml_app.core.drain import DrainMarker
 from ml_app.core.metrics_files import MetricsArchive, install_best_effort_files
+from ml_app.core.payload_log import close_orphaned_segments
 from ml_app.web.shutdown import drain_on_sigterm
 
 # Numeric libraries (OpenBLAS, MKL, OpenMP) default to one thread per core in *every* worker;
@@ -102,6 +105,12 @@ os.environ.setdefault("ML_APP_DRAIN_FILE", os.path.join(_metrics_dir, "draining"
 install_best_effort_files()
 _metrics_archive = MetricsArchive(_metrics_dir)
 
+# --- Payload log ---------------------------------------------------------------------------
+# Each worker closes its own segment at exit (worker_exit); a worker that was SIGKILLed cannot,
+# so the master closes it (child_exit), and at start those a crashed earlier run left open.
+_payload_log_setting = Settings.from_env().payload_log_dir
+_payload_log_dir = Path(_payload_log_setting).expanduser() if _payload_log_setting else None
+
 
 def on_starting(server):
     """Empty the metrics directory: files from an earlier run would be counted again."""
@@ -109,6 +118,8 @@ def on_starting(server):
         return
     _metrics_archive.clear()
     DrainMarker(os.environ["ML_APP_DRAIN_FILE"]).clear()
+    if _payload_log_dir is not None:
+        close_orphaned_segments(_payload_log_dir)
 
 
 def when_ready(server):
@@ -148,10 +159,20 @@ def post_worker_init(worker):
     start_worker(worker.wsgi)
 
 
+def worker_exit(server, worker):
+    """Close the worker's payload log segment (recycled, SIGTERM drained, timed out)."""
+    from ml_app.web.worker import stop_worker
+
+    stop_worker(getattr(worker, "wsgi", None))
+
+
 def child_exit(server, worker):
-    """Fold a dead worker's counters into the archive files, drop its gauges.
+    """Fold a dead worker's counters into the archive files, drop its gauges; close its segment.
 
     Totals never drop, and recycled workers leave no files behind: the scrape stays as fast as
-    on the first day and the metrics volume cannot fill up.
+    on the first day and the metrics volume cannot fill up. A worker that could not close its
+    payload log segment (SIGKILL, OOM) leaves it open: closed here, a partial last line trimmed.
     """
     _metrics_archive.fold(worker.pid)
+    if _payload_log_dir is not None:
+        close_orphaned_segments(_payload_log_dir, worker.pid)

@@ -18,7 +18,7 @@ from ml_app.core.reload import StoreWatcher
 from ml_app.core.shadow import ShadowRunner
 from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.ops.cli import models as models_command
-from ml_app.web.api import admin, health, models, predict
+from ml_app.web.api import admin, feedback, health, models, predict
 from ml_app.web.auth import register_api_keys
 from ml_app.web.body_drain import UnreadBodyDrain
 from ml_app.web.context import register_request_context
@@ -31,8 +31,10 @@ from ml_app.web.graphql.view import register_graphql
 from ml_app.web.json_provider import OrjsonProvider
 from ml_app.web.metrics import register_metrics
 from ml_app.web.openapi import admin as admin_docs
+from ml_app.web.openapi import feedback as feedback_docs
 from ml_app.web.openapi import native as native_docs
 from ml_app.web.openapi import register_openapi
+from ml_app.web.payload_log import PayloadLogging, register_payload_log
 from ml_app.web.protocols import mlflow, v1, v2
 from ml_app.web.rate_limits import register_rate_limits
 from ml_app.web.state import EXTENSION_KEY, AppState
@@ -57,6 +59,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_state(app, settings)
     register_rate_limits(app, settings)
     register_blueprints(app, settings)
+    register_payload_log(app, app.extensions[EXTENSION_KEY].payload)
     register_docs(app)
     register_error_handlers(app)
     register_metrics(app)
@@ -96,6 +99,7 @@ def register_state(app: Flask, settings: Settings) -> None:
         shadow=ShadowRunner(settings.shadow_queue_size),
         api_keys=_key_ring(settings),
         feature_sources=FeatureSources(settings.feature_store_timeout, settings.feature_key_prefix),
+        payload=PayloadLogging.from_settings(settings),
     )
     registry.load_all()
 
@@ -109,7 +113,7 @@ def _key_ring(settings: Settings) -> KeyRing | None:
 
 def register_blueprints(app: Flask, settings: Settings) -> None:
     """Attach the HTTP routes: native ones, each protocol's adapter, admin when a token is set."""
-    for module in (predict, models, health, *PROTOCOLS):
+    for module in (predict, models, health, feedback, *PROTOCOLS):
         app.register_blueprint(module.bp)
     register_graphql(app, settings)
     if settings.admin_token:
@@ -118,7 +122,12 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 def register_docs(app: Flask) -> None:
     """The OpenAPI document (/openapi.json) and Swagger UI (/docs), describing every route."""
-    operations = {**native_docs.OPERATIONS, **admin_docs.OPERATIONS, **graphql_docs.OPERATIONS}
+    operations = {
+        **native_docs.OPERATIONS,
+        **admin_docs.OPERATIONS,
+        **graphql_docs.OPERATIONS,
+        **feedback_docs.OPERATIONS,
+    }
     for module in PROTOCOLS:
         operations.update(module.OPERATIONS)
     register_openapi(app, operations)

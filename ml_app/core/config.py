@@ -197,6 +197,14 @@ class Settings:
     feature_store_timeout: float = _setting(0.5, _parse_lookup_timeout)
     # Redis feature sources keep an entity's features in the hash <prefix>:<model>:<entity id>.
     feature_key_prefix: str = _setting("features", _parse_key_prefix)
+    # Directory of the payload log: one CloudEvents JSON line per prediction request and per
+    # feedback item, appended by each worker to its own segment file. Empty (the default): off.
+    payload_log_dir: str = _setting("", str.strip)
+    # Inputs and outputs larger than this (as JSON) are logged as their sizes and a sha256.
+    payload_log_max_bytes: int = _setting(1024 * 1024, _parse_positive_int)
+    # A segment is closed (renamed to .jsonl, ready to ship) at this size or this age.
+    payload_log_segment_bytes: int = _setting(64 * 1024 * 1024, _parse_positive_int)
+    payload_log_segment_seconds: float = _setting(60.0, _parse_seconds)
 
     @classmethod
     def from_env(

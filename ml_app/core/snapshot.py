@@ -47,6 +47,7 @@ class Route(NamedTuple):
 
     model: LoadedModel
     shadows: tuple[LoadedModel, ...] = ()
+    arm: str | None = None  # the version a traffic split chose; None when no split decided
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,11 @@ class Snapshot:
             raise ModelNotReady(
                 f"Model {entry.name!r} version {chosen!r} is not loaded: {state.error}"
             )
+        arm = chosen if version is None and entry.split is not None else None
         if version is not None or not entry.shadow:
-            return Route(state.model)
+            return Route(state.model, arm=arm)
         shadows = (entry.loaded(v) for v in entry.shadow if v != chosen)
-        return Route(state.model, tuple(m for m in shadows if m is not None))
+        return Route(state.model, tuple(m for m in shadows if m is not None), arm)
 
     def not_ready_reasons(self) -> list[str]:
         """Why the server cannot serve every model's default version; empty when ready."""

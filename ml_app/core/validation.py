@@ -226,6 +226,14 @@ def parse_json_object(raw: bytes, limits: MatrixContext | None = None) -> dict[s
 
     With `limits`, a body too large for any batch within them is refused before it is parsed.
     """
+    body = parse_json(raw, limits)
+    if not isinstance(body, dict):
+        raise BadRequest(f"Request body must be a JSON object, not {type(body).__name__}.")
+    return body
+
+
+def parse_json(raw: bytes, limits: MatrixContext | None = None) -> Any:
+    """A body's bytes as any JSON value; BadRequest when empty or malformed (see above)."""
     if not raw.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
     check_value_count(raw, limits)
@@ -243,8 +251,6 @@ def parse_json_object(raw: bytes, limits: MatrixContext | None = None) -> dict[s
             raise BadRequest("Malformed JSON: a string holds a lone surrogate.") from None
         except (ValueError, RecursionError):
             raise BadRequest(f"Malformed JSON: {exc}.") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"Request body must be a JSON object, not {type(body).__name__}.")
     return body
 
 

@@ -20,6 +20,8 @@ from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.core.stored_backends import describe_backend
 from ml_app.ops.features import features
 from ml_app.ops.keys import keys
+from ml_app.ops.monitor import monitor
+from ml_app.ops.payloads import payloads
 from ml_app.ops.proxy import proxy_config
 
 T = TypeVar("T")
@@ -212,3 +214,5 @@ main.add_command(drain)
 main.add_command(proxy_config)
 main.add_command(keys)
 main.add_command(features)
+main.add_command(payloads)
+main.add_command(monitor)

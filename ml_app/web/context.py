@@ -2,15 +2,14 @@
 
 `open_request` (before_request) gives each request a RequestContext: its id (the caller's
 X-Request-ID when it is a plain token) and start time. Views and hooks fill in what they learn
-(the route that served it, rows, an error code). `close_request` (after_request) writes what
-every answer carries: X-Request-ID and X-Model-Version, the HTTP and validation metrics, and
-the one JSON access line.
+(the route that served it, rows and outputs, an error). `close_request` (after_request) writes
+what every answer carries: X-Request-ID and X-Model-Version, the HTTP and validation metrics,
+the payload log event of a prediction request (when on), and the one JSON access line.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,15 +20,14 @@ from flask import Flask, Response, current_app, g, request
 from ml_app.core import metrics
 from ml_app.core.apikeys import ApiKey
 from ml_app.core.logformat import log_access
-from ml_app.core.model import LoadedModel
+from ml_app.core.model import LoadedModel, Outputs
+from ml_app.core.payload_events import SAFE_REQUEST_ID, InferenceRecord
 from ml_app.core.snapshot import Route
 from ml_app.web.state import EXTENSION_KEY, AppState
 
 REQUEST_ID_HEADER = "X-Request-ID"
 MODEL_VERSION_HEADER = "X-Model-Version"
 _REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"  # how WSGI servers pass the X-Request-ID header
-# A caller's id is echoed into logs and headers, so only accept a short, plain token.
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _G_ATTRIBUTE = "ml_app_request"
 
 
@@ -43,10 +41,12 @@ class RequestContext:
     route: Route | None = None  # what serves it, once a prediction route resolved the model
     rows: int | None = None  # rows predicted
     charging: int = 0  # rows of the prediction being charged to the rate limit
-    # The matrix predicted, looked-up features included (what a payload record shows).
-    matrix: np.ndarray | None = None
     error_code: str | None = None  # set by the error renderer
     api_key: ApiKey | None = None  # the caller's key entry (id, models), when keys are on
+    # The rows predicted, looked-up features included (for the payload log).
+    matrix: np.ndarray | None = None
+    outputs: Outputs | None = None  # what the model answered (for the payload log)
+    error_message: str | None = None  # set with error_code
 
     @property
     def model(self) -> LoadedModel | None:
@@ -63,7 +63,7 @@ def request_id_for(environ: dict[str, Any]) -> str:
     """The caller's X-Request-ID when it is a short plain token, else a fresh random one."""
     incoming = environ.get(_REQUEST_ID_ENVIRON, "")
     # 128 random bits as 32 hex digits, like uuid4().hex at a fifth of the cost.
-    return incoming if _SAFE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
+    return incoming if SAFE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
 
 
 def request_context() -> RequestContext:
@@ -120,8 +120,43 @@ def close_request(response: Response) -> Response:
         fields["error_code"] = context.error_code
     if context.key_id is not None:
         fields["key_id"] = context.key_id
+    payload = context.state.payload
+    if payload is not None and _is_prediction(context, current.method, rule, payload.endpoints):
+        # Before the answer leaves the worker: an answered prediction is always on disk.
+        payload.record(_inference_record(context, route, status))
     log_access(context.request_id, context.started, fields)
     return response
+
+
+def _is_prediction(
+    context: RequestContext, method: str, rule: Any, endpoints: frozenset[str]
+) -> bool:
+    """A request to a prediction route (answered or refused), or one that reached the model.
+
+    Flask answers a CORS preflight (OPTIONS) on the prediction route's rule: not a prediction.
+    """
+    if context.route is not None:
+        return True
+    return rule is not None and rule.endpoint in endpoints and method != "OPTIONS"
+
+
+def _inference_record(context: RequestContext, route: str | None, status: int) -> InferenceRecord:
+    served = context.route
+    return InferenceRecord(
+        request_id=context.request_id,
+        route=route,
+        status=status,
+        latency_ms=(time.perf_counter() - context.started) * 1000,
+        model=served.model if served is not None else None,
+        arm=served.arm if served is not None else None,
+        shadows=served.shadows if served is not None else (),
+        key_id=context.key_id,
+        matrix=context.matrix,
+        outputs=context.outputs,
+        error=(context.error_code, context.error_message or "")
+        if context.error_code is not None
+        else None,
+    )
 
 
 def register_request_context(app: Flask) -> None:

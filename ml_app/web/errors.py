@@ -41,7 +41,7 @@ def error_response(
 ) -> Response:
     """Render the one JSON error shape; the request id ties the body to the log line."""
     context = request_context()
-    context.error_code = code
+    context.error_code, context.error_message = code, message
     body: dict[str, Any] = {
         "error": message,
         "code": code,

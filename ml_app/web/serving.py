@@ -29,12 +29,17 @@ def resolve_model(name: str | None = None, version: str | None = None) -> Loaded
     context = request_context()
     routing_key = request.environ.get(_ROUTING_KEY_ENVIRON) or None
     route = context.state.registry.route(name, version, routing_key)
-    key = context.api_key
-    if key is not None and not key.allows(route.model.name):
-        # Checked here, where every protocol learns its model, so no route can miss it.
-        raise Forbidden(f"API key {key.id} may not call model {route.model.name!r}.")
+    # Checked here, where every protocol learns its model, so no route can miss it.
+    check_key_allows(route.model.name)
     context.route = route
     return route.model
+
+
+def check_key_allows(model_name: str) -> None:
+    """Forbidden unless this request's API key (when keys are on) may use the model."""
+    key = request_context().api_key
+    if key is not None and not key.allows(model_name):
+        raise Forbidden(f"API key {key.id} may not call model {model_name!r}.")
 
 
 def predict_matrix(matrix: np.ndarray) -> Outputs:
@@ -43,10 +48,11 @@ def predict_matrix(matrix: np.ndarray) -> Outputs:
     rows = len(matrix)
     # A GraphQL query may predict in several fields: the access line counts them all.
     context.rows = rows if context.rows is None else context.rows + rows
-    context.matrix = matrix
+    context.matrix = matrix  # a reference: the payload log writes it only when on
     charge_rows(rows)  # a batch costs its rows; known only once validated
     shadow = context.state.shadow
     outputs, mirror = predict_routed(context.route, matrix, shadow, context.request_id)
+    context.outputs = outputs
     if mirror is not None:
 
         @after_this_request

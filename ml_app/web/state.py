@@ -14,6 +14,7 @@ from ml_app.core.registry import ModelRegistry
 from ml_app.core.reload import StoreWatcher
 from ml_app.core.shadow import ShadowRunner
 from ml_app.core.snapshot import Snapshot
+from ml_app.web.payload_log import PayloadLogging
 
 EXTENSION_KEY = "ml_app"
 
@@ -28,6 +29,7 @@ class AppState:
     shadow: ShadowRunner | None = None
     api_keys: KeyRing | None = None  # None: no keys file, every route open
     feature_sources: FeatureSources | None = None  # sources versions declare, made on first use
+    payload: PayloadLogging | None = None  # None: no ML_APP_PAYLOAD_LOG_DIR, no payload log
 
     def not_ready_reasons(self, snapshot: Snapshot | None = None) -> list[str]:
         """Why this server should get no traffic now (for `snapshot`, default the current)."""

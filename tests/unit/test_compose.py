@@ -156,3 +156,20 @@ def _datasource_refs(node: Any) -> list[Any]:
     if isinstance(node, list):
         return [ref for value in node for ref in _datasource_refs(value)]
     return []
+
+
+def test_the_payload_shipper_reads_the_apps_payload_volume_and_stops_after_it(services):
+    app, shipper = services["ml_app"], services["payload-shipper"]
+    assert shipper["image"] == app["image"]
+    command = shipper["command"]
+    assert command[:5] == ["python", "-m", "ml_app", "payloads", "ship"]
+    options = dict(zip(command[5::2], command[6::2], strict=True))
+    folder = app["environment"]["ML_APP_PAYLOAD_LOG_DIR"]
+    assert options["--dir"] == folder
+    assert f"payloads:{folder}" in app["volumes"]
+    assert f"payloads:{folder}" in shipper["volumes"]
+    # compose stops a service before those it depends on: the app first, then the shipper
+    assert "payload-shipper" in app["depends_on"]
+    sink = options["--sink"]
+    assert sink.startswith("redis://redis:6379/")
+    assert "redis" in shipper["depends_on"]

@@ -225,3 +225,35 @@ def test_rendering_refuses_kustomize_features_it_does_not_implement(tmp_path, fi
     _kustomization(tmp_path, resources=["deployment.yaml"], **fields)
     with pytest.raises(AssertionError, match=re.escape(refusal)):
         kustomize_build(tmp_path)
+
+
+def _expanded(arguments: list[str], variables: dict[str, str]) -> list[str]:
+    """$(NAME) references filled in, as the kubelet does from the container's environment."""
+    return [re.sub(r"\$\((\w+)\)", lambda m: variables[m.group(1)], arg) for arg in arguments]
+
+
+def test_the_payload_shipper_is_a_native_sidecar_on_the_apps_payload_volume(
+    manifests, pod, container
+):
+    (shipper,) = pod["spec"]["initContainers"]
+    # started before the app and stopped after it, so its last pass sees the final segments
+    assert shipper["restartPolicy"] == "Always"
+    assert shipper["image"] == container["image"]
+    settings = manifests["ConfigMap"]["data"]
+    assert {"configMapRef": {"name": manifests["ConfigMap"]["metadata"]["name"]}} in shipper[
+        "envFrom"
+    ]
+    command = _expanded(shipper["command"], settings)
+    assert command[:5] == ["python", "-m", "ml_app", "payloads", "ship"]
+    options = dict(zip(command[5::2], command[6::2], strict=True))
+    assert set(options) == {"--dir", "--sink"}
+    assert options["--sink"].split("://")[0] in ("http", "https", "redis", "rediss")
+    # the folder the app writes (ML_APP_PAYLOAD_LOG_DIR) is the volume the shipper reads
+    folder = settings["ML_APP_PAYLOAD_LOG_DIR"]
+    assert options["--dir"] == folder
+    app_mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    shipper_mounts = {m["mountPath"]: m["name"] for m in shipper["volumeMounts"]}
+    assert app_mounts[folder] == shipper_mounts[folder]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == app_mounts[folder]]
+    assert "medium" not in volume["emptyDir"]  # on disk: segments wait here while the sink is down
+    assert shipper["securityContext"]["readOnlyRootFilesystem"] is True

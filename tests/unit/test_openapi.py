@@ -240,3 +240,34 @@ def test_graphql_is_one_post_with_graphql_error_bodies(demo_store, tmp_path):
     assert answer.get_json()["data"]["predict"]["predictions"] == ["setosa", "virginica"]
     schema = document["components"]["schemas"]["GraphQLRequest"]
     assert schema["required"] == ["query"]
+
+
+def test_feedback_is_documented_as_it_answers(demo_store, tmp_path):
+    """Both feedback routes: the 202 body fits its schema; the body schema is an item or a list."""
+    settings = {"store": demo_store, "payload_log_dir": str(tmp_path / "payloads")}
+    client = create_app(settings).test_client()
+    document = _document(client)
+    for path, url in [
+        ("/feedback", "/feedback"),
+        ("/models/{name}/feedback", "/models/iris/feedback"),
+    ]:
+        operation = document["paths"][path]["post"]
+        assert set(operation["responses"]) == {
+            "202",
+            "400",
+            "404",
+            "409",
+            "413",
+            "415",
+            "422",
+            "429",
+            "503",
+        }
+        body = operation["requestBody"]["content"]["application/json"]
+        item = document["components"]["schemas"]["FeedbackItem"]
+        assert set(item["required"]) == {"request_id", "truth"}
+        assert body["schema"]["oneOf"][1]["items"]["$ref"].endswith("FeedbackItem")
+        response = client.post(url, json=body["example"])
+        assert response.status_code == 202
+        schema = _response_schema(document, path, "post", "202")
+        _assert_matches(document, schema, response.get_json(), url)

@@ -9,6 +9,7 @@ from ml_app.core.dataplane import render_native
 from ml_app.core.features import ENTITIES_FIELD, entities_of
 from ml_app.core.validation import BatchPredictRequest, PredictRequest, validate_matrix
 from ml_app.web.body import batch_limits, read_json_object
+from ml_app.web.payload_log import prediction_endpoint
 from ml_app.web.responses import json_response
 from ml_app.web.serving import predict_matrix, resolve_model, rows_for_entities
 
@@ -30,11 +31,13 @@ ANY_SHAPE = PredictRequest()
 BATCH_ONLY = BatchPredictRequest()
 
 
+@prediction_endpoint
 def predict(name: str | None = None, version: str | None = None) -> Response:
     """Predict one row (`features`), a batch (`instances`) or entities by id (`entities`)."""
     return _serve(ANY_SHAPE, name, version)
 
 
+@prediction_endpoint
 def predict_batch(name: str | None = None, version: str | None = None) -> Response:
     """Predict a batch (`instances` or `entities`); answers keep the input order."""
     return _serve(BATCH_ONLY, name, version)

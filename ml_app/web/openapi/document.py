@@ -54,6 +54,7 @@ TAGS = {
     "GraphQL": "One POST: models, model(name) and predict; errors carry the REST codes",
     "metrics": "Prometheus exposition",
     "docs": "This document and Swagger UI",
+    "feedback": "Ground truth for earlier predictions, written to the payload log",
     "admin": "Store changes behind ML_APP_ADMIN_TOKEN (routes exist only when it is set)",
 }
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

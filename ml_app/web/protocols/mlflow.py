@@ -29,6 +29,7 @@ from ml_app.web.openapi.operations import (
     json_content,
     operation,
 )
+from ml_app.web.payload_log import prediction_endpoint
 from ml_app.web.protocols.common import load_rows
 from ml_app.web.protocols.wire import MlflowError, MlflowRequest, V1Predictions, V1Status
 from ml_app.web.responses import json_response
@@ -63,6 +64,7 @@ def version() -> Response:
 
 
 @bp.post("/invocations")
+@prediction_endpoint
 def invocations() -> Response:
     """Predict with the default model: JSON in one of four layouts, or CSV with a header."""
     model = resolve_model()
@@ -92,7 +94,8 @@ def mlflow_error(status: int, code: str, message: str) -> Response:
     `code` is ml_app's own error code, kept for the request log and the metrics.
     """
     status = 400 if status == 422 else status
-    request_context().error_code = code
+    context = request_context()
+    context.error_code, context.error_message = code, message
     mlflow_code = _ERROR_CODES.get(status, "INTERNAL_ERROR")
     return json_response({"error_code": mlflow_code, "message": message}, status)
 

@@ -6,6 +6,7 @@ from flask import Blueprint, Response
 
 from ml_app.web.body import batch_limits, read_json_object
 from ml_app.web.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
+from ml_app.web.payload_log import prediction_endpoint
 from ml_app.web.protocols.common import answer_invalid_input_with_400, load_rows
 from ml_app.web.protocols.wire import Readiness, V1ModelList, V1Predictions, V1Request, V1Status
 from ml_app.web.responses import json_response
@@ -37,6 +38,7 @@ def model_ready(name: str) -> Response:
 
 
 @bp.post("/v1/models/<name>:predict")
+@prediction_endpoint
 def predict(name: str) -> Response:
     """Predict `instances` (rows) or `inputs` (rows or named columns)."""
     model = resolve_model(name)

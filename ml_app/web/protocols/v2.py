@@ -22,6 +22,7 @@ from ml_app.version import VERSION
 from ml_app.web.body import batch_limits
 from ml_app.web.json_provider import dump_bytes
 from ml_app.web.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
+from ml_app.web.payload_log import prediction_endpoint
 from ml_app.web.protocols.common import answer_invalid_input_with_400
 from ml_app.web.protocols.wire import (
     InferenceRequest,
@@ -92,6 +93,7 @@ def model_ready(name: str, version: str | None = None) -> Response:
 
 @bp.post("/models/<name>/infer")
 @bp.post("/models/<name>/versions/<version>/infer")
+@prediction_endpoint
 def infer(name: str, version: str | None = None) -> Response:
     """Predict the rows of the input tensor(s); JSON or binary tensor data in and out."""
     model = resolve_model(name, version)
