@@ -148,6 +148,13 @@ def post_worker_init(worker):
     start_worker(worker.wsgi)
 
 
+def worker_exit(server, worker):
+    """Flush the worker's pending drift counts to its metrics files before it goes."""
+    from ml_app.web.worker import stop_worker
+
+    stop_worker(worker.wsgi)
+
+
 def child_exit(server, worker):
     """Fold a dead worker's counters into the archive files, drop its gauges.
 

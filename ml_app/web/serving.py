@@ -39,8 +39,10 @@ def predict_matrix(matrix: np.ndarray) -> Outputs:
     context = request_context()
     context.rows = len(matrix)
     charge_rows(context.rows)  # a batch costs its rows; known only once validated
-    shadow = context.state.shadow
-    outputs, mirror = predict_routed(context.route, matrix, shadow, context.request_id)
+    state = context.state
+    outputs, mirror = predict_routed(
+        context.route, matrix, state.shadow, context.request_id, state.drift
+    )
     if mirror is not None:
 
         @after_this_request

@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from ml_app.core.apikeys import KeyRing
 from ml_app.core.config import Settings
 from ml_app.core.drain import DrainMarker
+from ml_app.core.drift import DriftRecorder
 from ml_app.core.registry import ModelRegistry
 from ml_app.core.reload import StoreWatcher
 from ml_app.core.shadow import ShadowRunner
@@ -26,6 +27,7 @@ class AppState:
     watcher: StoreWatcher | None = None
     shadow: ShadowRunner | None = None
     api_keys: KeyRing | None = None  # None: no keys file, every route open
+    drift: DriftRecorder | None = None  # None: drift counting switched off
 
     def not_ready_reasons(self, snapshot: Snapshot | None = None) -> list[str]:
         """Why this server should get no traffic now (for `snapshot`, default the current)."""

@@ -21,6 +21,13 @@ def start_worker(app: object) -> None:
     publish_model_state(app)
 
 
+def stop_worker(app: object) -> None:
+    """Gunicorn worker_exit: add the drift counts gathered in memory to the shared counters."""
+    state = state_of(app)
+    if state is not None and state.drift is not None:
+        state.drift.flush()
+
+
 def start_master(app: object) -> None:
     """Gunicorn when_ready (preloaded app): keep the master's copy fresh for later forks."""
     state = state_of(app)
