@@ -67,8 +67,17 @@ class VersionBins:
         self._pending = np.zeros(self.size, np.int64)
         labels = (model.name, model.version)
         self._counters = [DRIFT_ROWS.labels(*labels, f, b) for f, b in slots]
-        for (feature, slot), share in zip(slots, np.concatenate(shares or [[]]), strict=True):
-            DRIFT_REFERENCE_SHARE.labels(*labels, feature, slot).set(float(share))
+        values = np.concatenate(shares or [[]]).tolist()
+        self._reference = [
+            (DRIFT_REFERENCE_SHARE.labels(*labels, *slot), share)
+            for slot, share in zip(slots, values, strict=True)
+        ]
+        self.publish()
+
+    def publish(self) -> None:
+        """Set the reference gauges (again in each worker: the master's samples are wiped)."""
+        for gauge, share in self._reference:
+            gauge.set(share)
 
     def count(self, matrix: np.ndarray, outputs: Outputs) -> None:
         """Add a batch's rows to the pending counts: one bin search for every feature at once."""
@@ -115,7 +124,7 @@ class DriftRecorder:
         for entry in snapshot.models.values():
             for state in entry.versions.values():
                 if state.model is not None:
-                    self.bins_for(state.model)
+                    self.bins_for(state.model).publish()
 
     def bins_for(self, model: LoadedModel) -> VersionBins:
         """The version's prepared bins (a reloaded copy of a version gets its own)."""
