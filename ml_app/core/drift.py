@@ -1,19 +1,24 @@
 """Drift counting: each predicted row's reference bin, per feature and for its prediction.
 
-A request costs one vectorised bin search over the whole batch (every counted feature at once)
-and one bincount, added to the version's pending counts in this process's memory. A multiprocess
-counter update takes a lock and a file write, so the counters (`ml_app_drift_rows`) are updated
-once per non-empty bin by a background thread every `flush_seconds`, and once more at worker
-exit (`flush`): a SIGKILLed worker loses at most one interval of drift counts, nothing else.
+A batch costs one vectorised bin search per feature (drift_bins.slot_counts); a single row,
+one bisect per feature (numpy's per-call overhead would cost more than the search).
+Either way the counts are added to the version's pending counts in this process's memory. A
+multiprocess counter update takes a lock and a file write, so the counters (`ml_app_drift_rows`)
+are updated once per non-empty bin by a background thread every `flush_seconds`, and once more
+at worker exit (`flush`): a SIGKILLed worker loses at most one interval of drift counts, nothing
+else.
 Each version's edges, counter children and reference gauges are prepared once, when a snapshot
 is published or the version first predicts, so a request does no label lookups.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -47,14 +52,14 @@ class VersionBins:
                 self.counted.append(feature)
                 edges.append(reference[0])
                 shares.append(reference[1])
-        self._columns = np.array([model.feature_index[f] for f in self.counted], np.intp)
-        widths = [len(e) for e in edges]
-        self._edges = np.full((len(edges), max(widths, default=1)), np.inf)
-        for row, feature_edges in enumerate(edges):
-            self._edges[row, : len(feature_edges)] = feature_edges
-        self._top = np.array([e[-1] for e in edges], np.float64)
-        self._top_slot = np.array(widths, np.intp) - 1
-        self._offsets = np.cumsum([0, *(w + 1 for w in widths)])[:-1].astype(np.intp)
+        # Per counted feature: its column, its edges (an array for batches, a list for one row:
+        # bisect beats numpy's per-call overhead) and where its slots start.
+        self._bins: list[tuple[int, np.ndarray, list[float], int]] = []
+        offset = 0
+        for feature, feature_edges in zip(self.counted, edges, strict=True):
+            column = model.feature_index[feature]
+            self._bins.append((column, feature_edges, feature_edges.tolist(), offset))
+            offset += len(feature_edges) + 1
         slots = [
             (f, label) for f, e in zip(self.counted, edges, strict=True) for label in slot_labels(e)
         ]
@@ -64,7 +69,7 @@ class VersionBins:
             slots += [(PREDICTION_FEATURE, label) for label in self._prediction["labels"]]
             shares.append(self._prediction["shares"])
         self.size = len(slots)
-        self._pending = np.zeros(self.size, np.int64)
+        self._pending = [0] * self.size
         labels = (model.name, model.version)
         self._counters = [DRIFT_ROWS.labels(*labels, f, b) for f, b in slots]
         values = np.concatenate(shares or [[]]).tolist()
@@ -80,32 +85,58 @@ class VersionBins:
             gauge.set(share)
 
     def count(self, matrix: np.ndarray, outputs: Outputs) -> None:
-        """Add a batch's rows to the pending counts: one bin search for every feature at once."""
-        values = matrix[:, self._columns]
-        # Edges <= value is numpy's searchsorted(side="right"), as drift_bins.slot_indices;
-        # padding edges are +inf, never <= a finite value.
-        slots = (values[:, :, None] >= self._edges).sum(axis=2)
-        slots = np.where(values == self._top, self._top_slot, slots)  # top edge: last bin
-        counts = np.bincount((slots + self._offsets).ravel(), minlength=self.size)
-        if self._prediction is not None:
-            counts[self._prediction_offset :] += self._prediction_counts(outputs)
+        """Add a batch's rows to the pending counts."""
+        if len(matrix) == 1:
+            slots = self._row_slots(matrix[0].tolist(), outputs)
+            with self._lock:
+                for slot in slots:
+                    self._pending[slot] += 1
+            return
+        counts = self._batch_counts(matrix, outputs)
         with self._lock:
-            self._pending += counts
+            for slot, count in counts.items():
+                self._pending[slot] += count
+
+    def _row_slots(self, row: list[float], outputs: Outputs) -> list[int]:
+        """One row's slot per feature and for its prediction (as drift_bins.slot_indices)."""
+        slots = [offset + _slot(edges, row[column]) for column, _, edges, offset in self._bins]
+        reference = self._prediction
+        if reference is None:
+            return slots
+        if "edges" in reference:
+            slots.append(self._prediction_offset + _slot(reference["edge_list"], outputs.values[0]))
+        else:
+            slots.append(self._prediction_offset + reference["positions"][outputs.labels[0]])
+        return slots
+
+    def _batch_counts(self, matrix: np.ndarray, outputs: Outputs) -> dict[int, int]:
+        """Counts per non-empty slot for a batch: one bin search per feature."""
+        counts: dict[int, int] = {}
+        for column, edges, _, offset in self._bins:
+            for slot, count in enumerate(slot_counts(edges, matrix[:, column]).tolist()):
+                if count:
+                    counts[offset + slot] = count
+        if self._prediction is not None:
+            for slot, count in self._prediction_counts(outputs):
+                counts[self._prediction_offset + slot] = count
+        return counts
 
     def flush(self) -> None:
         """Add the pending counts to the counters: one update per non-empty bin."""
         with self._lock:
-            pending, self._pending = self._pending, np.zeros(self.size, np.int64)
-        for index in np.flatnonzero(pending).tolist():
-            self._counters[index].inc(int(pending[index]))
+            pending, self._pending = self._pending, [0] * self.size
+        for counter, count in zip(self._counters, pending, strict=True):
+            if count:
+                counter.inc(count)
 
-    def _prediction_counts(self, outputs: Outputs) -> np.ndarray:
+    def _prediction_counts(self, outputs: Outputs) -> Iterable[tuple[int, int]]:
+        """(slot, rows) of the batch's predictions: value bins, or classes."""
         reference = self._prediction
         if "edges" in reference:
-            return slot_counts(reference["edges"], np.asarray(outputs.values, np.float64))
+            counts = slot_counts(reference["edges"], np.asarray(outputs.values, np.float64))
+            return enumerate(counts.tolist())
         position = reference["positions"]
-        indices = np.fromiter((position[label] for label in outputs.labels), np.intp)
-        return np.bincount(indices, minlength=len(position))
+        return ((position[label], count) for label, count in Counter(outputs.labels).items())
 
 
 class DriftRecorder:
@@ -203,7 +234,13 @@ def _prediction_reference(model: LoadedModel, max_bins: int) -> dict[str, Any] |
         bins = _reference(model, PREDICTION_FEATURE, reference, max_bins)
         if bins is None:
             return None
-        return {"edges": bins[0], "labels": slot_labels(bins[0]), "shares": bins[1]}
+        edges = bins[0]
+        return {
+            "edges": edges,
+            "edge_list": edges.tolist(),
+            "labels": slot_labels(edges),
+            "shares": bins[1],
+        }
     classes = [str(label) for label in model.class_labels]
     proportions = reference.get("proportions") or []
     if (
@@ -219,3 +256,10 @@ def _prediction_reference(model: LoadedModel, max_bins: int) -> dict[str, Any] |
         return None
     positions = {label: i for i, label in enumerate(model.class_labels)}
     return {"positions": positions, "labels": classes, "shares": np.asarray(proportions)}
+
+
+def _slot(edges: list[float], value: float) -> int:
+    """One value's slot, as drift_bins.slot_indices gives it: bisect is searchsorted("right")."""
+    if value == edges[-1]:  # the top edge belongs to the last bin
+        return len(edges) - 1
+    return bisect.bisect_right(edges, value)

@@ -144,8 +144,10 @@ def test_the_demo_classifier_reference_is_its_predicted_class_frequencies(demo_s
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_the_batch_bin_search_matches_the_shared_slot_counts(demo_store: Path, seed: int):
-    """Uneven edges (merged duplicates), values on edges, below and above: one search per batch."""
+@pytest.mark.parametrize("batch", [True, False], ids=["batch", "row_by_row"])
+def test_bins_match_the_shared_slot_counts(demo_store: Path, seed: int, batch: bool):
+    """Uneven edges (merged duplicates), values on edges, below and above: in one batch (one
+    search for all features) or row by row (bisect), the counts are drift_bins' own."""
     metadata = orjson.loads((demo_store / "iris" / "1" / "metadata.json").read_bytes())
     random = np.random.default_rng(seed)
     edges = {
@@ -164,7 +166,8 @@ def test_the_batch_bin_search_matches_the_shared_slot_counts(demo_store: Path, s
     bins = VersionBins(LoadedModel(name, "1", estimator, metadata), (), 10)
     rows = random.choice([*edges["sepal_length"], 3.0, 9.0, 5.5, 1.0, 2.5, 7.0], (40, 4))
     rows[:, 2] = np.concatenate([edges["petal_length"], random.uniform(0, 8, 29)])
-    bins.count(rows, None)
+    for part in [rows] if batch else np.split(rows, len(rows)):
+        bins.count(part, None)
     bins.flush()
 
     for column, (feature, feature_edges) in enumerate(edges.items()):
