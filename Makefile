@@ -117,6 +117,7 @@ bench: dev model
 	$(BIN)/python -m bench.memory_peak
 	$(BIN)/python -m bench.scrape
 	$(BIN)/python -m bench.rate_limits
+	$(BIN)/python -m bench.drift
 
 lint: dev
 	$(BIN)/ruff check .
