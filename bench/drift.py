@@ -63,14 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         }
         with running(*servers.values()):
             rounds = compare(servers, args, scratch)
-    print("| model | rows | drift off req/s | drift on req/s | ratio on/off (median) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| model | rows | drift off req/s | drift on req/s | ratio on/off per round | median |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for (model, shape), entries in rounds.items():
-        ratio = statistics.median(entry["on"] / entry["off"] for entry in entries)
+        ratios = [entry["on"] / entry["off"] for entry in entries]
         off = statistics.median(entry["off"] for entry in entries)
         on = statistics.median(entry["on"] for entry in entries)
         rows = BATCH_ROWS if shape == "batch" else 1
-        print(f"| {model} | {rows} | {off:,.0f} | {on:,.0f} | {ratio:.3f} |")
+        each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        median = statistics.median(ratios)
+        print(f"| {model} | {rows} | {off:,.0f} | {on:,.0f} | {each} | {median:.3f} |")
     return 0
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ml_app.core.drift_bins import slot_counts, slot_labels
+from ml_app.core.drift_bins import reference_shares, slot_counts, slot_labels
 from ml_app.core.drift_reference import CLASSES, PREDICTIONS_KEY
 from ml_app.core.metrics import DRIFT_REFERENCE_SHARE, DRIFT_ROWS
 from ml_app.core.model import LoadedModel, Outputs
@@ -41,41 +41,30 @@ class VersionBins:
     def __init__(self, model: LoadedModel, features: tuple[str, ...], max_bins: int) -> None:
         self.model = model
         self._lock = threading.Lock()
-        baseline = model.metadata.get("baseline") or {}
-        chosen = [f for f in model.feature_names if not features or f in features]
-        edges: list[np.ndarray] = []
-        self.counted: list[str] = []
-        shares: list[np.ndarray] = []
-        for feature in chosen:
-            reference = _reference(model, feature, baseline.get(feature), max_bins)
-            if reference is not None:
-                self.counted.append(feature)
-                edges.append(reference[0])
-                shares.append(reference[1])
+        counted = _feature_references(model, features, max_bins)
+        self.counted = [feature for feature, _, _ in counted]
         # Per counted feature: its column, its edges (an array for batches, a list for one row:
         # bisect beats numpy's per-call overhead) and where its slots start.
         self._bins: list[tuple[int, np.ndarray, list[float], int]] = []
-        offset = 0
-        for feature, feature_edges in zip(self.counted, edges, strict=True):
+        slots: list[tuple[str, str]] = []
+        shares: list[float] = []
+        for feature, edges, feature_shares in counted:
             column = model.feature_index[feature]
-            self._bins.append((column, feature_edges, feature_edges.tolist(), offset))
-            offset += len(feature_edges) + 1
-        slots = [
-            (f, label) for f, e in zip(self.counted, edges, strict=True) for label in slot_labels(e)
-        ]
+            self._bins.append((column, edges, edges.tolist(), len(slots)))
+            slots += [(feature, label) for label in slot_labels(edges)]
+            shares += feature_shares.tolist()
         self._prediction_offset = len(slots)
         self._prediction = _prediction_reference(model, max_bins)
         if self._prediction is not None:
             slots += [(PREDICTION_FEATURE, label) for label in self._prediction["labels"]]
-            shares.append(self._prediction["shares"])
+            shares += self._prediction["shares"].tolist()
         self.size = len(slots)
         self._pending = [0] * self.size
         labels = (model.name, model.version)
-        self._counters = [DRIFT_ROWS.labels(*labels, f, b) for f, b in slots]
-        values = np.concatenate(shares or [[]]).tolist()
+        self._counters = [DRIFT_ROWS.labels(*labels, *slot) for slot in slots]
         self._reference = [
             (DRIFT_REFERENCE_SHARE.labels(*labels, *slot), share)
-            for slot, share in zip(slots, values, strict=True)
+            for slot, share in zip(slots, shares, strict=True)
         ]
         self.publish()
 
@@ -201,6 +190,21 @@ class DriftRecorder:
                 log.exception("drift counts not flushed")
 
 
+def _feature_references(
+    model: LoadedModel, features: tuple[str, ...], max_bins: int
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(feature, edges, shares on its slots) for each feature to count, in column order."""
+    baseline = model.metadata.get("baseline") or {}
+    counted = []
+    for feature in model.feature_names:
+        if features and feature not in features:
+            continue
+        reference = _reference(model, feature, baseline.get(feature), max_bins)
+        if reference is not None:
+            counted.append((feature, *reference))
+    return counted
+
+
 def _reference(
     model: LoadedModel, feature: str, reference: Any, max_bins: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -222,7 +226,7 @@ def _reference(
             "drift of %s %s feature %r not counted: it %s", model.name, model.version, feature, why
         )
         return None
-    return edges, np.concatenate(([0.0], proportions, [0.0]))
+    return edges, reference_shares(proportions)
 
 
 def _prediction_reference(model: LoadedModel, max_bins: int) -> dict[str, Any] | None:
