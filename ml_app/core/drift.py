@@ -194,7 +194,9 @@ def _feature_references(
     model: LoadedModel, features: tuple[str, ...], max_bins: int
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(feature, edges, shares on its slots) for each feature to count, in column order."""
-    baseline = model.metadata.get("baseline") or {}
+    baseline = model.metadata.get("baseline")
+    if not isinstance(baseline, dict):  # a version without a reference: no drift, no warning
+        return []
     counted = []
     for feature in model.feature_names:
         if features and feature not in features:

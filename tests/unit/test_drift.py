@@ -196,3 +196,19 @@ def test_registration_describes_the_new_versions_own_predictions(store: Path, tm
     assert reference["proportions"] == [
         predicted.count(c) / len(sample) for c in reference["classes"]
     ]
+
+
+def test_a_version_without_a_reference_exports_no_drift(store: Path, capfd):
+    """Quietly: a version registered without a reference is not a problem to warn about."""
+    name = fresh_model(store)
+    metadata_path = store / name / "1" / "metadata.json"
+    metadata = orjson.loads(metadata_path.read_bytes())
+    del metadata["baseline"], metadata[PREDICTIONS_KEY]
+    metadata_path.write_bytes(orjson.dumps(metadata))
+    client = create_app({"store": store, "drift_flush_seconds": 0}).test_client()
+    answer = client.post(f"/models/{name}/predict", json={"features": [5.0] * 4})
+    assert (answer.status_code, answer.json["model"]) == (200, name)
+    metrics = scrape_app(client)
+    assert metrics.series(COUNTS, model=name) == metrics.series(SHARES, model=name) == []
+    logged = capfd.readouterr()
+    assert "ml_app.drift" not in logged.out + logged.err
