@@ -121,6 +121,7 @@ bench: dev model
 	$(BIN)/python -m bench.rate_limits
 	$(BIN)/python -m bench.feature_lookup
 	$(BIN)/python -m bench.payload_log
+	$(BIN)/python -m bench.drift
 
 lint: dev
 	$(BIN)/ruff check .

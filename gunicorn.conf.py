@@ -160,7 +160,8 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Close the worker's payload log segment (recycled, SIGTERM drained, timed out)."""
+    """Flush the worker's pending drift counts and close its payload log segment, ready to ship
+    (recycled, SIGTERM drained, timed out)."""
     from ml_app.web.worker import stop_worker
 
     stop_worker(getattr(worker, "wsgi", None))

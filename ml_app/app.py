@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ml_app.core.apikeys import KeyRing
 from ml_app.core.config import Settings
+from ml_app.core.drift import DriftRecorder
 from ml_app.core.features import FeatureSources
 from ml_app.core.logformat import configure_logging
 from ml_app.core.registry import ModelRegistry
@@ -100,8 +101,17 @@ def register_state(app: Flask, settings: Settings) -> None:
         api_keys=_key_ring(settings),
         feature_sources=FeatureSources(settings.feature_store_timeout, settings.feature_key_prefix),
         payload=PayloadLogging.from_settings(settings),
+        drift=_drift_recorder(settings),
     )
     registry.load_all()
+
+
+def _drift_recorder(settings: Settings) -> DriftRecorder | None:
+    if not settings.drift:
+        return None
+    return DriftRecorder(
+        settings.drift_features, settings.drift_max_bins, settings.drift_flush_seconds
+    )
 
 
 def _key_ring(settings: Settings) -> KeyRing | None:

@@ -28,10 +28,11 @@ from sklearn.preprocessing import StandardScaler
 
 from ml_app.core.config import Settings
 from ml_app.core.conversion import write_converted_version
+from ml_app.core.drift_reference import PREDICTIONS_KEY, quantile_bins, reference_for_rows
+from ml_app.core.model import LoadedModel
 from ml_app.core.store import ModelStore
 
 SEED = 0
-BASELINE_BINS = 10
 REFERENCE_ROWS = 20
 
 
@@ -65,11 +66,8 @@ def baseline_statistics(x: np.ndarray, names: list[str]) -> dict[str, Any]:
     stats = {}
     for column, name in enumerate(names):
         values = x[:, column]
-        edges = np.unique(np.quantile(values, np.linspace(0, 1, BASELINE_BINS + 1)))
-        counts, _ = np.histogram(values, bins=edges)
         stats[name] = {
-            "bin_edges": edges.tolist(),
-            "proportions": (counts / counts.sum()).tolist(),
+            **quantile_bins(values),
             "mean": float(values.mean()),
             "std": float(values.std()),
         }
@@ -122,6 +120,9 @@ def train_model(name: str) -> tuple[Any, dict[str, Any]]:
     }
     if task == "classification":
         metadata["target_names"] = [str(data.target_names[c]) for c in estimator.classes_]
+    # What the model answered for its own training rows: the reference for prediction drift.
+    model = LoadedModel(name, "1", estimator, metadata)
+    metadata[PREDICTIONS_KEY] = reference_for_rows(model, x_train)
     return estimator, metadata
 
 

@@ -65,6 +65,13 @@ def _parse_seconds(raw: str) -> float:
     return value
 
 
+def _parse_bin_count(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 10:  # each bin is a series per feature and version
+        raise ValueError("expected a whole number from 1 to 10")
+    return value
+
+
 def _parse_log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -205,6 +212,16 @@ class Settings:
     # A segment is closed (renamed to .jsonl, ready to ship) at this size or this age.
     payload_log_segment_bytes: int = _setting(64 * 1024 * 1024, _parse_positive_int)
     payload_log_segment_seconds: float = _setting(60.0, _parse_seconds)
+    # Drift: count each predicted row's reference bin per feature and for its prediction.
+    drift: bool = _setting(True, _parse_bool)
+    # Which features to count (comma-separated); empty (the default): every feature.
+    drift_features: tuple[str, ...] = _setting((), _parse_names)
+    # Features (and predictions) whose reference has more bins than this are not counted:
+    # each bin is one series per feature and version.
+    drift_max_bins: int = _setting(10, _parse_bin_count)
+    # Seconds a worker gathers drift counts in memory before adding them to the shared
+    # counters (also flushed at worker exit); 0 updates the counters on every request.
+    drift_flush_seconds: float = _setting(1.0, _parse_seconds)
 
     @classmethod
     def from_env(

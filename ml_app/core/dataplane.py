@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ml_app.core.drift import DriftRecorder
 from ml_app.core.metrics import observed_predict
 from ml_app.core.model import LoadedModel, Outputs
 from ml_app.core.shadow import ShadowJob, ShadowRunner
@@ -23,14 +24,21 @@ _MAX_DISPLAY_CLASSES = 64
 
 
 def predict_routed(
-    route: Route, matrix: np.ndarray, shadow: ShadowRunner | None, request_id: str | None
+    route: Route,
+    matrix: np.ndarray,
+    shadow: ShadowRunner | None,
+    request_id: str | None,
+    drift: DriftRecorder | None = None,
 ) -> tuple[Outputs, Callable[[], None] | None]:
-    """Predict with the routed model; also the call that mirrors the request to its shadows.
+    """Predict with the routed model, counting drift; also the call that mirrors the request
+    to its shadows.
 
     The mirror call (None without shadows) is meant to run once the answer has been sent, so a
     shadow never delays or changes it.
     """
     outputs = observed_predict(route.model, matrix)
+    if drift is not None:
+        drift.record(route.model, matrix, outputs)
     if not route.shadows or shadow is None:
         return outputs, None
     job = ShadowJob(route.shadows, matrix, route.model, outputs, request_id)

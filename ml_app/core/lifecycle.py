@@ -19,7 +19,12 @@ from typing import Any, TypeVar
 
 from ml_app.core.conversion import write_converted_version
 from ml_app.core.errors import StoreError
-from ml_app.core.registration import build_metadata, load_artifact, validate_candidate
+from ml_app.core.registration import (
+    add_prediction_reference,
+    build_metadata,
+    load_artifact,
+    validate_candidate,
+)
 from ml_app.core.routing import RoutingConfig, check_weights
 from ml_app.core.store import (
     ROUTING_FILE,
@@ -99,6 +104,7 @@ def register_version(store: ModelStore, policy: LoadPolicy, new: NewVersion) -> 
             metadata["versions"]["sklearn"] = trained_with
             metadata["registered_from"] = Path(new.artifact).name
             validate_candidate(name, version, estimator, metadata)
+            add_prediction_reference(name, version, estimator, metadata)
             if new.alias:  # the alias's files must be readable to be rewritten
                 _aliases(store, name)
                 _routing(store, name)

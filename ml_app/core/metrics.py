@@ -141,6 +141,21 @@ FEATURE_LOOKUP_SECONDS = Histogram(
     buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+# --- Drift: live rows per reference bin, beside the reference (PSI in deploy/prometheus) --------
+DRIFT_LABELS = (*MODEL_LABELS, "feature", "bin")
+DRIFT_ROWS = Counter(
+    "ml_app_drift_rows",
+    "Predicted rows by the reference bin each feature's value fell in (below/above: outside the "
+    "reference range); feature _prediction counts the predicted class or value bin.",
+    DRIFT_LABELS,
+)
+DRIFT_REFERENCE_SHARE = Gauge(
+    "ml_app_drift_reference_share",
+    "Share of the reference rows in each bin, per feature (the version's metadata).",
+    DRIFT_LABELS,
+    multiprocess_mode="livemax",  # every worker sets the same value: one, not their sum
+)
+
 # --- The metrics files themselves ---------------------------------------------------------------
 METRICS_WRITE_FAILURES = Counter(
     "ml_app_metrics_write_failures",

@@ -13,6 +13,7 @@ import skops
 from sklearn.base import is_classifier
 
 from ml_app.core.artifacts import check_sklearn_version, read_estimator
+from ml_app.core.drift_reference import PREDICTIONS_KEY, reference_for_rows
 from ml_app.core.errors import StoreError
 from ml_app.core.feature_sources import check_declaration
 from ml_app.core.model import LoadedModel
@@ -96,6 +97,21 @@ def validate_candidate(name: str, version: str, estimator: Any, metadata: dict[s
         raise StoreError(f"the estimator cannot predict a sample row: {exc}") from exc
     if outputs.values is not None and not np.isfinite(outputs.values).all():
         raise StoreError("the estimator predicts non-finite values for the sample rows")
+
+
+def add_prediction_reference(
+    name: str, version: str, estimator: Any, metadata: dict[str, Any]
+) -> None:
+    """Describe what this estimator answers for the reference sample (prediction drift).
+
+    The new version's own answers, never an inherited reference: another estimator answers
+    differently. Without reference rows the version simply has no prediction reference.
+    """
+    metadata.pop(PREDICTIONS_KEY, None)
+    sample = metadata.get("reference_sample")
+    if sample:
+        model = LoadedModel(name, version, estimator, metadata)
+        metadata[PREDICTIONS_KEY] = reference_for_rows(model, np.asarray(sample, np.float64))
 
 
 def _drop_stale_samples(metadata: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ class RequestContext:
     state: AppState  # the app's settings, registry and shadow runner
     route: Route | None = None  # what serves it, once a prediction route resolved the model
     rows: int | None = None  # rows predicted
-    charging: int = 0  # rows of the prediction being charged to the rate limit
+    charging: int = 0  # rows (or feedback items) last charged to the rate limit
     error_code: str | None = None  # set by the error renderer
     api_key: ApiKey | None = None  # the caller's key entry (id, models), when keys are on
     # The rows predicted, looked-up features included (for the payload log).

@@ -13,7 +13,10 @@ def publish_model_state(app: object) -> None:
     """Publish the app's models (gauges, series at zero); a no-op for another kind of app."""
     state = state_of(app)
     if state is not None:
-        metrics.publish_snapshot(state.registry.snapshot())
+        snapshot = state.registry.snapshot()
+        metrics.publish_snapshot(snapshot)
+        if state.drift is not None:
+            state.drift.publish(snapshot)
 
 
 def register_metrics(app: Flask) -> None:

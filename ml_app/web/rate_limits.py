@@ -170,7 +170,7 @@ def _replace_limiter_hooks(
         hook_list.pop()
 
     def add_headers_when_charged(response: Response) -> Response:
-        if request_context().rows is None:
+        if not request_context().charging:  # nothing was charged to a limit
             return response
         return add_rate_limit_headers(limiter, response)
 

@@ -50,8 +50,10 @@ def predict_matrix(matrix: np.ndarray) -> Outputs:
     context.rows = rows if context.rows is None else context.rows + rows
     context.matrix = matrix  # a reference: the payload log writes it only when on
     charge_rows(rows)  # a batch costs its rows; known only once validated
-    shadow = context.state.shadow
-    outputs, mirror = predict_routed(context.route, matrix, shadow, context.request_id)
+    state = context.state
+    outputs, mirror = predict_routed(
+        context.route, matrix, state.shadow, context.request_id, state.drift
+    )
     context.outputs = outputs
     if mirror is not None:
 

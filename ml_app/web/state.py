@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from ml_app.core.apikeys import KeyRing
 from ml_app.core.config import Settings
 from ml_app.core.drain import DrainMarker
+from ml_app.core.drift import DriftRecorder
 from ml_app.core.features import FeatureSources
 from ml_app.core.registry import ModelRegistry
 from ml_app.core.reload import StoreWatcher
@@ -30,6 +31,7 @@ class AppState:
     api_keys: KeyRing | None = None  # None: no keys file, every route open
     feature_sources: FeatureSources | None = None  # sources versions declare, made on first use
     payload: PayloadLogging | None = None  # None: no ML_APP_PAYLOAD_LOG_DIR, no payload log
+    drift: DriftRecorder | None = None  # None: drift counting switched off
 
     def not_ready_reasons(self, snapshot: Snapshot | None = None) -> list[str]:
         """Why this server should get no traffic now (for `snapshot`, default the current)."""

@@ -22,9 +22,14 @@ def start_worker(app: object) -> None:
 
 
 def stop_worker(app: object) -> None:
-    """Gunicorn worker_exit: close this worker's payload log segment, ready to ship."""
+    """Gunicorn worker_exit: add the drift counts gathered in memory to the shared counters and
+    close this worker's payload log segment, ready to ship."""
     state = state_of(app)
-    if state is not None and state.payload is not None:
+    if state is None:
+        return
+    if state.drift is not None:
+        state.drift.flush()
+    if state.payload is not None:
         state.payload.writer.close()
 
 

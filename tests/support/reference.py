@@ -30,10 +30,10 @@ def class_names(store_root: Path, name: str) -> list[str]:
     return ModelStore(store_root).read_metadata(name, "1")["target_names"]
 
 
-def labels(store_root: Path, name: str, rows: np.ndarray) -> list[str]:
-    """A classifier's predicted class names for rows."""
+def labels(store_root: Path, name: str, rows: np.ndarray, version: str = "1") -> list[str]:
+    """A classifier's (version's) predicted class names for rows."""
     names = class_names(store_root, name)
-    fitted = estimator(store_root, name)
+    fitted = estimator(store_root, name, version)
     positions = {c: i for i, c in enumerate(fitted.classes_.tolist())}
     return [names[positions[c]] for c in fitted.predict(rows).tolist()]
 

@@ -46,11 +46,27 @@ def test_values_are_parsed_by_type():
         ("ML_APP_LOG_LEVEL", "LOUD"),
         ("ML_APP_METRICS_TOKEN", "two words"),
         ("ML_APP_BACKEND", "tensorflow"),
+        ("ML_APP_DRIFT_MAX_BINS", "11"),
+        ("ML_APP_DRIFT_MAX_BINS", "0"),
+        ("ML_APP_DRIFT_FLUSH_SECONDS", "-1"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_drift_is_on_for_every_feature_with_ten_bins_unless_told_otherwise():
+    assert Settings.from_env({}).drift is True
+    assert (Settings.from_env({}).drift_features, Settings.from_env({}).drift_max_bins) == ((), 10)
+    settings = Settings.from_env(
+        {"ML_APP_DRIFT": "off", "ML_APP_DRIFT_FEATURES": "bmi, age", "ML_APP_DRIFT_MAX_BINS": "5"}
+    )
+    assert (settings.drift, settings.drift_features, settings.drift_max_bins) == (
+        False,
+        ("bmi", "age"),
+        5,
+    )
 
 
 def test_overrides_win_over_environment():

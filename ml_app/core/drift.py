@@ -1,0 +1,271 @@
+"""Drift counting: each predicted row's reference bin, per feature and for its prediction.
+
+A batch costs one vectorised bin search per feature (drift_bins.slot_counts); a single row,
+one bisect per feature (numpy's per-call overhead would cost more than the search).
+Either way the counts are added to the version's pending counts in this process's memory. A
+multiprocess counter update takes a lock and a file write, so the counters (`ml_app_drift_rows`)
+are updated once per non-empty bin by a background thread every `flush_seconds`, and once more
+at worker exit (`flush`): a SIGKILLed worker loses at most one interval of drift counts, nothing
+else.
+Each version's edges, counter children and reference gauges are prepared once, when a snapshot
+is published or the version first predicts, so a request does no label lookups.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ml_app.core.drift_bins import reference_shares, slot_counts, slot_labels
+from ml_app.core.drift_reference import CLASSES, PREDICTIONS_KEY
+from ml_app.core.metrics import DRIFT_REFERENCE_SHARE, DRIFT_ROWS
+from ml_app.core.model import LoadedModel, Outputs
+from ml_app.core.process import process_id
+from ml_app.core.snapshot import Snapshot
+
+log = logging.getLogger("ml_app.drift")
+# The `feature` label of the prediction's own bins; features are counted under their names.
+PREDICTION_FEATURE = "_prediction"
+
+
+class VersionBins:
+    """One version's counted features and prediction: edges, slots, series and pending counts."""
+
+    def __init__(self, model: LoadedModel, features: tuple[str, ...], max_bins: int) -> None:
+        self.model = model
+        self._lock = threading.Lock()
+        counted = _feature_references(model, features, max_bins)
+        self.counted = [feature for feature, _, _ in counted]
+        # Per counted feature: its column, its edges (an array for batches, a list for one row:
+        # bisect beats numpy's per-call overhead) and where its slots start.
+        self._bins: list[tuple[int, np.ndarray, list[float], int]] = []
+        slots: list[tuple[str, str]] = []
+        shares: list[float] = []
+        for feature, edges, feature_shares in counted:
+            column = model.feature_index[feature]
+            self._bins.append((column, edges, edges.tolist(), len(slots)))
+            slots += [(feature, label) for label in slot_labels(edges)]
+            shares += feature_shares.tolist()
+        self._prediction_offset = len(slots)
+        self._prediction = _prediction_reference(model, max_bins)
+        if self._prediction is not None:
+            slots += [(PREDICTION_FEATURE, label) for label in self._prediction["labels"]]
+            shares += self._prediction["shares"].tolist()
+        self.size = len(slots)
+        self._pending = [0] * self.size
+        labels = (model.name, model.version)
+        self._counters = [DRIFT_ROWS.labels(*labels, *slot) for slot in slots]
+        self._reference = [
+            (DRIFT_REFERENCE_SHARE.labels(*labels, *slot), share)
+            for slot, share in zip(slots, shares, strict=True)
+        ]
+        self.publish()
+
+    def publish(self) -> None:
+        """Set the reference gauges (again in each worker: the master's samples are wiped)."""
+        for gauge, share in self._reference:
+            gauge.set(share)
+
+    def count(self, matrix: np.ndarray, outputs: Outputs) -> None:
+        """Add a batch's rows to the pending counts."""
+        if len(matrix) == 1:
+            slots = self._row_slots(matrix[0].tolist(), outputs)
+            with self._lock:
+                for slot in slots:
+                    self._pending[slot] += 1
+            return
+        counts = self._batch_counts(matrix, outputs)
+        with self._lock:
+            for slot, count in counts.items():
+                self._pending[slot] += count
+
+    def _row_slots(self, row: list[float], outputs: Outputs) -> list[int]:
+        """One row's slot per feature and for its prediction (as drift_bins.slot_indices)."""
+        slots = [offset + _slot(edges, row[column]) for column, _, edges, offset in self._bins]
+        reference = self._prediction
+        if reference is None:
+            return slots
+        if "edges" in reference:
+            slots.append(self._prediction_offset + _slot(reference["edge_list"], outputs.values[0]))
+        else:
+            slots.append(self._prediction_offset + reference["positions"][outputs.labels[0]])
+        return slots
+
+    def _batch_counts(self, matrix: np.ndarray, outputs: Outputs) -> dict[int, int]:
+        """Counts per non-empty slot for a batch: one bin search per feature."""
+        counts: dict[int, int] = {}
+        for column, edges, _, offset in self._bins:
+            for slot, count in enumerate(slot_counts(edges, matrix[:, column]).tolist()):
+                if count:
+                    counts[offset + slot] = count
+        if self._prediction is not None:
+            for slot, count in self._prediction_counts(outputs):
+                counts[self._prediction_offset + slot] = count
+        return counts
+
+    def flush(self) -> None:
+        """Add the pending counts to the counters: one update per non-empty bin."""
+        with self._lock:
+            pending, self._pending = self._pending, [0] * self.size
+        for counter, count in zip(self._counters, pending, strict=True):
+            if count:
+                counter.inc(count)
+
+    def _prediction_counts(self, outputs: Outputs) -> Iterable[tuple[int, int]]:
+        """(slot, rows) of the batch's predictions: value bins, or classes."""
+        reference = self._prediction
+        if "edges" in reference:
+            counts = slot_counts(reference["edges"], np.asarray(outputs.values, np.float64))
+            return enumerate(counts.tolist())
+        position = reference["positions"]
+        return ((position[label], count) for label, count in Counter(outputs.labels).items())
+
+
+class DriftRecorder:
+    """Counts every predicted row into its version's bins; flushes them to the counters."""
+
+    def __init__(self, features: tuple[str, ...], max_bins: int, flush_seconds: float) -> None:
+        self.features = features
+        self.max_bins = max_bins
+        self.flush_seconds = flush_seconds
+        self._versions: dict[tuple[str, str], VersionBins] = {}
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Prepare every loaded version's bins and set its reference gauges."""
+        for entry in snapshot.models.values():
+            for state in entry.versions.values():
+                if state.model is not None:
+                    self.bins_for(state.model).publish()
+
+    def bins_for(self, model: LoadedModel) -> VersionBins:
+        """The version's prepared bins (a reloaded copy of a version gets its own)."""
+        bins = self._versions.get((model.name, model.version))
+        if bins is None or bins.model is not model:
+            if bins is not None:
+                bins.flush()  # the copy it replaces keeps no counts back
+            bins = self._versions[(model.name, model.version)] = VersionBins(
+                model, self.features, self.max_bins
+            )
+        return bins
+
+    def record(self, model: LoadedModel, matrix: np.ndarray, outputs: Outputs) -> None:
+        """Count one answered batch; with no flush interval, straight into the counters."""
+        bins = self.bins_for(model)
+        if not bins.size:
+            return
+        bins.count(matrix, outputs)
+        if self.flush_seconds <= 0:
+            bins.flush()
+        elif self._pid != process_id():
+            self._start_flushing()
+
+    def flush(self) -> None:
+        """Add every version's pending counts to the counters (worker exit, tests)."""
+        for bins in list(self._versions.values()):
+            bins.flush()
+
+    def _start_flushing(self) -> None:
+        with self._lock:
+            if self._pid != process_id():  # first count in this process: threads do not fork
+                thread = threading.Thread(target=self._flush_forever, name="ml_app-drift")
+                thread.daemon = True
+                thread.start()
+                self._pid = process_id()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self.flush_seconds)
+            try:
+                self.flush()
+            except Exception:  # the next interval tries again; counts stay pending
+                log.exception("drift counts not flushed")
+
+
+def _feature_references(
+    model: LoadedModel, features: tuple[str, ...], max_bins: int
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(feature, edges, shares on its slots) for each feature to count, in column order."""
+    baseline = model.metadata.get("baseline")
+    if not isinstance(baseline, dict):  # a version without a reference: no drift, no warning
+        return []
+    counted = []
+    for feature in model.feature_names:
+        if features and feature not in features:
+            continue
+        reference = _reference(model, feature, baseline.get(feature), max_bins)
+        if reference is not None:
+            counted.append((feature, *reference))
+    return counted
+
+
+def _reference(
+    model: LoadedModel, feature: str, reference: Any, max_bins: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A feature's (edges, shares on its slots), or None when it cannot be counted (logged)."""
+    try:
+        edges = np.asarray(reference["bin_edges"], np.float64)
+        proportions = np.asarray(reference["proportions"], np.float64)
+        usable = (
+            len(edges) >= 2
+            and len(proportions) == len(edges) - 1
+            and np.all(np.diff(edges) >= 0)
+            and np.isfinite(edges).all()
+        )
+    except (KeyError, TypeError, ValueError):
+        usable = False
+    if not usable or len(proportions) > max_bins:
+        why = "has no usable reference" if not usable else f"has more than {max_bins} bins"
+        log.warning(
+            "drift of %s %s feature %r not counted: it %s", model.name, model.version, feature, why
+        )
+        return None
+    return edges, reference_shares(proportions)
+
+
+def _prediction_reference(model: LoadedModel, max_bins: int) -> dict[str, Any] | None:
+    """The prediction's slots: class labels, or value bins like a feature's; None without one."""
+    reference = model.metadata.get(PREDICTIONS_KEY)
+    if not isinstance(reference, dict):
+        return None
+    if reference.get("kind") != CLASSES:
+        bins = _reference(model, PREDICTION_FEATURE, reference, max_bins)
+        if bins is None:
+            return None
+        edges = bins[0]
+        return {
+            "edges": edges,
+            "edge_list": edges.tolist(),
+            "labels": slot_labels(edges),
+            "shares": bins[1],
+        }
+    classes = [str(label) for label in model.class_labels]
+    proportions = reference.get("proportions") or []
+    if (
+        reference.get("classes") != classes
+        or len(proportions) != len(classes)
+        or len(classes) > max_bins
+    ):
+        log.warning(
+            "drift of %s %s predictions not counted: its class reference does not fit",
+            model.name,
+            model.version,
+        )
+        return None
+    positions = {label: i for i, label in enumerate(model.class_labels)}
+    return {"positions": positions, "labels": classes, "shares": np.asarray(proportions)}
+
+
+def _slot(edges: list[float], value: float) -> int:
+    """One value's slot, as drift_bins.slot_indices gives it: bisect is searchsorted("right")."""
+    if value == edges[-1]:  # the top edge belongs to the last bin
+        return len(edges) - 1
+    return bisect.bisect_right(edges, value)
