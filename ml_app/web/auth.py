@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hmac
 from collections.abc import Callable
@@ -50,12 +52,31 @@ def require_metrics_token(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def presented_key(environ: dict[str, Any]) -> str:
-    """The API key the caller sent: X-API-Key, else `Authorization: Bearer <key>`; or ''."""
+    """The API key the caller sent: X-API-Key, else `Authorization: Bearer <key>`, else the
+    password of `Authorization: Basic`; or ''."""
     key = environ.get(_API_KEY_ENVIRON, "")
     if key:
         return key.strip()
     scheme, _, given = environ.get(_AUTHORIZATION_ENVIRON, "").partition(" ")
-    return given.strip() if scheme.lower() == "bearer" else ""
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return given.strip()
+    if scheme == "basic":
+        return basic_password(given.strip())
+    return ""
+
+
+def basic_password(credentials: str) -> str:
+    """The password of Basic credentials (the user name is not checked); '' when malformed.
+
+    Some clients can only send Basic auth (MLflow's scoring client, through requests' netrc
+    support; curl -u): the key is their password.
+    """
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
 
 
 def require_api_key() -> Any:

@@ -14,6 +14,7 @@ from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
 from tests.support import reference
+from tests.support.keys import keyed_gunicorn
 from tests.support.reference import IRIS_FEATURES
 
 with warnings.catch_warnings():
@@ -192,3 +193,79 @@ def test_mlflow_scoring_client_error_is_mlflow_shaped(demo_server):
         client.invoke(frame)
     assert '"error_code":"BAD_REQUEST"' in str(caught.value)
     assert "Missing feature." in str(caught.value)
+
+
+# --- The same clients with API keys on: each sends the key the way it can ---------------------
+
+
+@pytest.fixture(scope="module")
+def keyed_server(demo_store, tmp_path_factory):
+    """Gunicorn (2 workers) with a keys file: one key for every model, one for diabetes only."""
+    with keyed_gunicorn(demo_store, tmp_path_factory.mktemp("keyed")) as (server, _, keys):
+        yield server, {"all": keys["good"], "diabetes": keys["other model"]}
+
+
+def test_triton_with_a_key_header(keyed_server, demo_store):
+    server, keys = keyed_server
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    try:
+        tensor = triton.InferInput("input", list(IRIS_ROWS.shape), "FP64")
+        tensor.set_data_from_numpy(IRIS_ROWS)
+        result = client.infer("iris", [tensor], headers={"X-API-Key": keys["all"]})
+        assert _text(result.as_numpy("predict")) == reference.labels(demo_store, "iris", IRIS_ROWS)
+        with pytest.raises(InferenceServerException) as missing:
+            client.infer("iris", [tensor])
+        assert missing.value.status() == "401"
+        with pytest.raises(InferenceServerException) as other_model:
+            client.infer("iris", [tensor], headers={"X-API-Key": keys["diabetes"]})
+        assert other_model.value.status() == "403"
+    finally:
+        client.close()
+
+
+async def _kserve_keyed(url: str, key: str | None):
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    async with InferenceRESTClient(RESTConfig(protocol="v1")) as v1:
+        predictions = await v1.infer(
+            url, {"instances": IRIS_ROWS.tolist()}, model_name="iris", headers=headers
+        )
+    async with InferenceRESTClient(RESTConfig(protocol="v2")) as v2:
+        tensor = InferInput("input", list(DIABETES_ROWS.shape), "FP64")
+        tensor.set_data_from_numpy(DIABETES_ROWS, binary_data=True)
+        request = InferRequest(model_name="diabetes", infer_inputs=[tensor])
+        response = await v2.infer(url, request, model_name="diabetes", headers=headers)
+    return predictions, response
+
+
+def test_kserve_clients_with_a_bearer_key(keyed_server, demo_store):
+    server, keys = keyed_server
+    predictions, response = asyncio.run(_kserve_keyed(server.url, keys["all"]))
+    assert predictions == {"predictions": reference.labels(demo_store, "iris", IRIS_ROWS)}
+    expected = reference.estimator(demo_store, "diabetes").predict(DIABETES_ROWS)
+    assert response.outputs[0].as_numpy() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(httpx.HTTPStatusError) as missing:
+        asyncio.run(_kserve_keyed(server.url, None))
+    assert missing.value.response.status_code == 401
+
+
+def test_mlflow_client_with_the_key_from_netrc(keyed_server, demo_store, tmp_path, monkeypatch):
+    """MLflow's client takes no headers; requests (which it uses) sends netrc credentials as
+    Basic auth, and the key is accepted as the Basic password."""
+    server, keys = keyed_server
+    client = ScoringServerClient("127.0.0.1", server.port)
+    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_FEATURES)
+    with pytest.raises(Exception, match="error code 401"):
+        client.invoke(frame)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login clients password {keys['all']}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    predictions = client.invoke(frame).get_predictions()
+    assert predictions[0].tolist() == reference.labels(demo_store, "iris", IRIS_ROWS)
+
+
+def test_no_key_appears_in_the_server_log(keyed_server):
+    server, keys = keyed_server
+    text = server.log_path.read_text()
+    assert "all-models" in text  # the key id is logged
+    assert not [key for key in keys.values() if key in text]

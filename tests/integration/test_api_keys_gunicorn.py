@@ -17,8 +17,9 @@ import pytest
 import requests
 
 from ml_app.core import apikeys
+from tests.support.keys import keyed_gunicorn
 from tests.support.reference import IRIS_SETOSA
-from tests.support.server import GunicornServer, ready_gunicorn
+from tests.support.server import GunicornServer
 
 RELOAD_INTERVAL = 0.5  # ML_APP_RELOAD_INTERVAL: how soon a changed keys file must take effect
 ROW = IRIS_SETOSA
@@ -53,19 +54,9 @@ ROUTES = {
 def keyed(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     """A 2-worker server with a keys file: a key for every model and one for diabetes only."""
     folder = tmp_path_factory.mktemp("keys")
-    keys_file = folder / "keys.json"
-    keys = {
-        "good": apikeys.add_key(keys_file, "all-models"),
-        "other model": apikeys.add_key(keys_file, "diabetes-only", ("diabetes",)),
-    }
-    with ready_gunicorn(
-        demo_store,
-        folder,
-        workers=2,
-        ML_APP_API_KEYS_FILE=str(keys_file),
-        ML_APP_RELOAD_INTERVAL=str(RELOAD_INTERVAL),
-    ) as server:
-        yield server, keys_file, keys
+    reload_interval = {"ML_APP_RELOAD_INTERVAL": str(RELOAD_INTERVAL)}
+    with keyed_gunicorn(demo_store, folder, **reload_interval) as running:
+        yield running
 
 
 def _post(server: GunicornServer, route: str, key_headers: dict[str, str]) -> requests.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import pytest
@@ -64,6 +65,29 @@ def test_a_good_key_in_either_header_predicts(keyed_app, keys, route, header):
     response = PREDICTIONS[route](_client(keyed_app, **{header: value}))
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.headers["X-Model-Version"] == "1"
+
+
+@pytest.mark.parametrize("route", PREDICTIONS)
+def test_a_key_as_the_basic_password_predicts(keyed_app, keys, route):
+    """Clients that only speak Basic auth (MLflow's, through netrc) send the key as password."""
+    basic = base64.b64encode(f"anyone:{keys['all']}".encode()).decode()
+    response = PREDICTIONS[route](_client(keyed_app, authorization=f"Basic {basic}"))
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        "Basic " + base64.b64encode(b"anyone:not-a-key").decode(),
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic !!not-base64!!",
+        "Basic " + base64.b64encode(b"user:\xff\xfe").decode(),
+        "Basic",
+    ],
+)
+def test_bad_basic_credentials_are_401(keyed_app, credentials):
+    response = PREDICTIONS["native one row"](_client(keyed_app, authorization=credentials))
+    assert (response.status_code, response.get_json()["code"]) == (401, "unauthorized")
 
 
 @pytest.mark.parametrize("route", PREDICTIONS)
@@ -151,7 +175,8 @@ def test_openapi_declares_the_key_schemes_and_answers_when_keys_are_on(keyed_app
         "description": "API key as a bearer",
     }
     assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-    either = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+    assert schemes["apiKeyBasic"]["scheme"] == "basic"
+    either = [{"apiKeyBearer": []}, {"apiKeyHeader": []}, {"apiKeyBasic": []}]
     paths = document["paths"]
     for path in ("/predict", "/v2/models/{name}/infer", "/v1/models/{name}:predict"):
         assert paths[path]["post"]["security"] == either

@@ -28,6 +28,12 @@ ERROR_MEANINGS = {
 SECURITY_SCHEMES = {
     "apiKeyBearer": {"type": "http", "scheme": "bearer", "description": "API key as a bearer"},
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    # For clients that can only send Basic auth (MLflow's scoring client through netrc, curl -u).
+    "apiKeyBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "API key as the Basic password (the user name is not checked)",
+    },
 }
 # An operation that answers errors in its own body, refusals of a model included (GraphQL: a
 # model the key may not call is an error inside a 200): the content of its 401, and no 403.
