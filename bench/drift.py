@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.bodies import BATCH_ROWS, bodies, path
 from bench.servers import Server, running
+from bench.side_by_side import measure, rounds_parser, turn_order
 from bench.wrk import Wrk
 from ml_app import create_app
 from model.train import main as train_demo_store
@@ -39,17 +40,10 @@ def compare(servers: dict[str, Server], args: argparse.Namespace, scratch: Path)
         body_file = scratch / f"{case[0]}-{case[1]}.json"
         body_file.write_bytes(body)
         for number in range(args.rounds):
-            names = list(servers) if number % 2 == 0 else list(reversed(servers))
             rps = {}
-            for name in names:
-                cpu_before = servers[name].cpu_seconds()
-                figures = wrk.run(servers[name].url + path(*case), body_file, args.seconds)
-                if figures["errors"]:
-                    raise RuntimeError(f"{name} {case}: {figures['errors']} errors")
-                rps[name] = figures["rps"]
-                # CPU per request: what other work on the machine disturbs least.
-                cpu = servers[name].cpu_seconds() - cpu_before
-                rps[f"{name}_cpu_us"] = cpu / figures["requests"] * 1e6
+            for name in turn_order(list(servers), number):
+                figures = measure(servers[name], wrk, path(*case), body_file, args.seconds)
+                rps[name], rps[f"{name}_cpu_us"] = figures["rps"], figures["cpu_us"]
             rounds[case].append(rps)
     return rounds
 
@@ -92,9 +86,7 @@ def in_process_cost(store_root: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: req/s with drift counting off and on, and their ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = rounds_parser(__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=None, help="default: train into scratch")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:

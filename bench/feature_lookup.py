@@ -22,6 +22,7 @@ import orjson
 
 from bench.rate_limits import start_redis
 from bench.servers import Server, running
+from bench.side_by_side import measure, rounds_parser, turn_order
 from bench.wrk import Wrk
 from model.train import main as train_demo_store
 
@@ -49,22 +50,16 @@ def compare(server: Server, args: argparse.Namespace, scratch: Path) -> list[dic
         files[name].write_bytes(orjson.dumps(body))
     rounds = []
     for number in range(args.rounds):
-        names = list(BODIES) if number % 2 == 0 else list(reversed(BODIES))
         figures = {}
-        for name in names:
-            run = wrk.run(f"{server.url}{PATH}", files[name], args.seconds)
-            if run["errors"]:
-                raise RuntimeError(f"{name}: {run['errors']} errors")
-            figures[name] = run
+        for name in turn_order(list(BODIES), number):
+            figures[name] = measure(server, wrk, PATH, files[name], args.seconds)
         rounds.append(figures)
     return rounds
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: p50 by features and by entity id, and the difference."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = rounds_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:
         scratch = Path(folder)

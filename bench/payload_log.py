@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.bodies import BATCH_ROWS, bodies, path
 from bench.servers import Server, running
+from bench.side_by_side import measure, rounds_parser, turn_order
 from bench.wrk import Wrk
 from model.train import main as train_demo_store
 
@@ -32,17 +33,10 @@ def compare(servers: dict[str, Server], args: argparse.Namespace, scratch: Path)
         body = scratch / f"{shape}.json"
         body.write_bytes(bodies()[MODEL, shape])
         for number in range(args.rounds):
-            names = list(servers) if number % 2 == 0 else list(reversed(servers))
             rps = {}
-            for name in names:
-                cpu = servers[name].cpu_seconds()
-                figures = wrk.run(servers[name].url + path(MODEL, shape), body, args.seconds)
-                if figures["errors"]:
-                    raise RuntimeError(f"{name}: {figures['errors']} errors")
-                rps[name] = figures["rps"]
-                # Server CPU per request: steadier than req/s on a machine shared with others.
-                used = servers[name].cpu_seconds() - cpu
-                rps[name + "_cpu_us"] = used / figures["requests"] * 1e6
+            for name in turn_order(list(servers), number):
+                figures = measure(servers[name], wrk, path(MODEL, shape), body, args.seconds)
+                rps[name], rps[name + "_cpu_us"] = figures["rps"], figures["cpu_us"]
             results[shape].append(rps)
     return results
 
@@ -73,9 +67,7 @@ def report(results: dict, payloads: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: req/s without and with the payload log, and their ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = rounds_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:
         scratch = Path(folder)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.bodies import bodies
 from bench.servers import Server, free_port, running
+from bench.side_by_side import measure, rounds_parser, turn_order
 from bench.wrk import Wrk
 from ml_app.core import apikeys
 from model.train import main as train_demo_store
@@ -54,27 +55,18 @@ def compare(
     body.write_bytes(bodies()[MODEL, "single"])
     rounds = []
     for number in range(args.rounds):
-        shift = number % len(servers)
-        names = list(servers)[shift:] + list(servers)[:shift]
         figures_of = {}
-        for name in names:
-            url = f"{servers[name].url}/models/{MODEL}/predict"
-            cpu_before = servers[name].cpu_seconds()
-            figures = wrk.run(url, body, args.seconds, api_key=key)
-            if figures["errors"]:
-                raise RuntimeError(f"{name}: {figures['errors']} errors")
-            # Server CPU per request: unlike req/s, barely moved by other work on the machine.
-            cpu_us = (servers[name].cpu_seconds() - cpu_before) / figures["requests"] * 1e6
-            figures_of[name] = {"rps": figures["rps"], "cpu_us": cpu_us}
+        for name in turn_order(list(servers), number):
+            route = f"/models/{MODEL}/predict"
+            figures = measure(servers[name], wrk, route, body, args.seconds, api_key=key)
+            figures_of[name] = {"rps": figures["rps"], "cpu_us": figures["cpu_us"]}
         rounds.append(figures_of)
     return rounds
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: req/s without and with Redis-backed limits, and their ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = rounds_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:
         scratch = Path(folder)
