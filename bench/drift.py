@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import tempfile
 import time
 import timeit
 from pathlib import Path
 
 from bench.bodies import BATCH_ROWS, bodies, path
 from bench.servers import Server, running
-from bench.side_by_side import measure, rounds_parser, turn_order
+from bench.side_by_side import measure, rounds_parser, scratch_store, turn_order
 from bench.wrk import Wrk
 from ml_app import create_app
-from model.train import main as train_demo_store
 
 SIDES = ("off", "on")
 CASES = (("iris", "single"), ("iris", "batch"), ("breast_cancer", "single"))
@@ -89,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = rounds_parser(__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=None, help="default: train into scratch")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:
-        scratch = Path(folder)
-        store = args.store or scratch / "store"
-        if args.store is None:
-            train_demo_store(["--store", str(store)])
+    with scratch_store(args.store) as (scratch, store):
         env = {"ML_APP_STORE": str(store)}
         servers = {
             "off": Server("drift_off", None, 2, scratch, "/health/ready", **env, ML_APP_DRIFT="0"),

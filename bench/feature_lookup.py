@@ -15,16 +15,14 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import orjson
 
-from bench.rate_limits import start_redis
 from bench.servers import Server, running
-from bench.side_by_side import measure, rounds_parser, turn_order
+from bench.side_by_side import measure, rounds_parser, scratch_store, turn_order
 from bench.wrk import Wrk
-from model.train import main as train_demo_store
+from tests.support.redis_server import RedisServer
 
 PATH = "/models/iris/versions/2/predict"
 ROW_ID = 0
@@ -61,19 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: p50 by features and by entity id, and the difference."""
     parser = rounds_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:
-        scratch = Path(folder)
-        store = scratch / "store"
-        train_demo_store(["--store", str(store)])
-        redis, uri = start_redis(scratch)
-        try:
-            seed(store, uri)
-            server = Server("features", None, 2, scratch, "/health/ready", ML_APP_STORE=str(store))
-            with running(server):
-                rounds = compare(server, args, scratch)
-        finally:
-            redis.terminate()
-            redis.wait()
+    with scratch_store() as (scratch, store), RedisServer(scratch) as redis:
+        seed(store, redis.url)
+        server = Server("features", None, 2, scratch, "/health/ready", ML_APP_STORE=str(store))
+        with running(server):
+            rounds = compare(server, args, scratch)
     added = []
     for number, entry in enumerate(rounds, 1):
         by_features, by_id = entry["features"], entry["entity id"]

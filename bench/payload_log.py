@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 from pathlib import Path
 
 from bench.bodies import BATCH_ROWS, bodies, path
 from bench.servers import Server, running
-from bench.side_by_side import measure, rounds_parser, turn_order
+from bench.side_by_side import measure, rounds_parser, scratch_store, turn_order
 from bench.wrk import Wrk
-from model.train import main as train_demo_store
 
 MODEL = "iris"
 SHAPES = ("single", "batch")
@@ -69,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: req/s without and with the payload log, and their ratio."""
     parser = rounds_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:
-        scratch = Path(folder)
-        train_demo_store(["--store", str(scratch / "store")])
-        store = {"ML_APP_STORE": str(scratch / "store")}
+    with scratch_store() as (scratch, store_root):
+        store = {"ML_APP_STORE": str(store_root)}
         payloads = scratch / "payloads"
         servers = {
             "off": Server("off", None, 2, scratch, "/health/ready", **store),

@@ -12,38 +12,18 @@ the order rotating every round; the ratios are taken within each round.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 from bench.bodies import bodies
-from bench.servers import Server, free_port, running
-from bench.side_by_side import measure, rounds_parser, turn_order
+from bench.servers import Server, running
+from bench.side_by_side import measure, rounds_parser, scratch_store, turn_order
 from bench.wrk import Wrk
 from ml_app.core import apikeys
-from model.train import main as train_demo_store
+from tests.support.redis_server import RedisServer
 
 MODEL = "iris"
 LIMIT = "1000000000/day"  # counted on every request, never reached
-
-
-def start_redis(scratch: Path) -> tuple[subprocess.Popen, str]:
-    """redis-server on a free loopback port, no persistence; (process, storage URI)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True)
-        binary = shutil.which("redis-server") or "redis-server"
-    port = free_port()
-    arguments = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [binary, *arguments, "--dir", str(scratch)], stdout=subprocess.DEVNULL
-    )
-    time.sleep(0.5)  # the servers' first limited request would otherwise find it starting
-    return process, f"redis://127.0.0.1:{port}/0"
 
 
 def compare(
@@ -68,26 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: req/s without and with Redis-backed limits, and their ratio."""
     parser = rounds_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:
-        scratch = Path(folder)
-        train_demo_store(["--store", str(scratch / "store")])
-        redis, uri = start_redis(scratch)
+    with scratch_store() as (scratch, store_root), RedisServer(scratch) as redis:
         keys_file = scratch / "keys.json"
         key = apikeys.add_key(keys_file, "bench")
-        store = {"ML_APP_STORE": str(scratch / "store")}
+        store = {"ML_APP_STORE": str(store_root)}
         keyed = {"ML_APP_API_KEYS_FILE": str(keys_file)}
-        limited = {"ML_APP_RATE_LIMIT": LIMIT, "ML_APP_RATE_LIMIT_STORAGE_URI": uri}
+        limited = {"ML_APP_RATE_LIMIT": LIMIT, "ML_APP_RATE_LIMIT_STORAGE_URI": redis.url}
         servers = {
             "plain": Server("plain", None, 2, scratch, "/health/ready", **store),
             "keys": Server("keys", None, 2, scratch, "/health/ready", **store, **keyed),
             "redis": Server("redis", None, 2, scratch, "/health/ready", **store, **limited),
         }
-        try:
-            with running(*servers.values()):
-                rounds = compare(servers, args, scratch, key)
-        finally:
-            redis.terminate()
-            redis.wait()
+        with running(*servers.values()):
+            rounds = compare(servers, args, scratch, key)
     report(rounds)
     return 0
 

@@ -4,11 +4,27 @@ of the servers turning every round, so neither always runs first on a warm or bu
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.servers import Server
 from bench.wrk import Wrk
+from model.train import main as train_demo_store
+
+
+@contextmanager
+def scratch_store(store: Path | None = None) -> Iterator[tuple[Path, Path]]:
+    """A scratch folder, removed afterwards, and a store: `store`, else the demo models trained
+    into the scratch folder."""
+    with tempfile.TemporaryDirectory(prefix="ml_app-bench-") as folder:
+        scratch = Path(folder)
+        if store is None:
+            store = scratch / "store"
+            train_demo_store(["--store", str(store)])
+        yield scratch, store
 
 
 def rounds_parser(description: str) -> argparse.ArgumentParser:

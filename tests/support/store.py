@@ -8,6 +8,9 @@ from pathlib import Path
 
 import orjson
 
+from ml_app.core import lifecycle
+from ml_app.core.store import ModelStore
+
 
 def add_version(
     root: Path,
@@ -36,3 +39,12 @@ def add_version(
     final = root / name / version
     os.rename(staging, final)
     return final
+
+
+def route_iris_everywhere(root: Path) -> None:
+    """Iris version 2 beside 1, with a production alias, a 3:1 split and 2 as shadow."""
+    add_version(root, "iris", "2")
+    models = ModelStore(root)
+    lifecycle.set_alias(models, "iris", "production", "1")
+    lifecycle.set_split(models, "iris", {"1": 3, "2": 1})
+    lifecycle.set_shadow(models, "iris", ["2"])

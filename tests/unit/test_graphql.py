@@ -9,8 +9,6 @@ import time
 import pytest
 
 from ml_app import create_app
-from ml_app.core import lifecycle
-from ml_app.core.store import ModelStore
 from ml_app.web.graphql import types
 from tests.support.graphql import (
     DEMO_MODELS,
@@ -23,7 +21,7 @@ from tests.support.graphql import (
     predict_body,
 )
 from tests.support.reference import IRIS_FEATURES, IRIS_SETOSA
-from tests.support.store import add_version
+from tests.support.store import route_iris_everywhere
 
 ERROR_EXTENSIONS = {"code", "status", "request_id", "details"}
 
@@ -70,11 +68,7 @@ def test_rows_written_in_the_query_and_the_default_model(client):
 
 
 def test_model_answers_what_rest_describes(store):
-    add_version(store, "iris", "2")
-    models = ModelStore(store)
-    lifecycle.set_alias(models, "iris", "production", "1")
-    lifecycle.set_split(models, "iris", {"1": 3, "2": 1})
-    lifecycle.set_shadow(models, "iris", ["2"])
+    route_iris_everywhere(store)
     client = create_app({"store": store}).test_client()
     rest = client.get("/models/iris").get_json()
     model = _graphql(client, MODEL, name="iris").get_json()["data"]["model"]

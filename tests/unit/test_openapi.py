@@ -9,12 +9,11 @@ from html.parser import HTMLParser
 import pytest
 
 from ml_app import create_app
-from ml_app.core import apikeys, lifecycle
-from ml_app.core.store import ModelStore
+from ml_app.core import apikeys
 from ml_app.version import VERSION
 from ml_app.web.openapi.document import TAGS, UNDOCUMENTED, openapi_path
 from tests.support.server import PROJECT_ROOT
-from tests.support.store import add_version
+from tests.support.store import route_iris_everywhere
 
 ERROR_SCHEMAS = {
     "#/components/schemas/ErrorBody",
@@ -204,11 +203,7 @@ def _assert_matches(document, schema, value, where):
 
 def test_documented_answers_match_what_the_routes_return(store):
     """Answers of the read-only routes fit their documented schemas, split and shadow included."""
-    add_version(store, "iris", "2")
-    models = ModelStore(store)
-    lifecycle.set_alias(models, "iris", "production", "1")
-    lifecycle.set_split(models, "iris", {"1": 3, "2": 1})
-    lifecycle.set_shadow(models, "iris", ["2"])
+    route_iris_everywhere(store)
     client = create_app({"store": store}).test_client()
     document = _document(client)
     for path, url in [
