@@ -53,6 +53,15 @@ def _served(server: GunicornServer) -> list[tuple[int, str]]:
     ]
 
 
+def _caught_up(server: GunicornServer) -> set[int]:
+    """Workers that finished catching up with the store (post_worker_init) and now poll it."""
+    return {
+        e["pid"]
+        for e in server.log_entries()
+        if e["logger"] == "ml_app.reload" and e["message"].startswith("watching the model store")
+    }
+
+
 def _predict(server: GunicornServer) -> str:
     response = requests.post(server.url + "/predict", json={"features": IRIS_SETOSA}, timeout=10)
     assert response.status_code == 200, response.text
@@ -62,6 +71,9 @@ def _predict(server: GunicornServer) -> str:
 
 def test_replaced_workers_serve_the_store_not_the_masters_state(server: GunicornServer):
     first_workers = server.wait_for_workers()
+    # A worker is listed as soon as it is forked, but reads the store only at the end of its
+    # start; change the store once every first worker has read it, so none can see the change.
+    wait_until(lambda: first_workers <= _caught_up(server), 30, "every first worker caught up")
     lifecycle.set_alias(ModelStore(server.env["ML_APP_STORE"]), "iris", "production", "2")
     victim = min(first_workers)
     os.kill(victim, signal.SIGKILL)
