@@ -186,7 +186,7 @@ def _declare_body_refusals(responses: dict[str, Any]) -> None:
     """413 and 415, which any route with a body can answer, in the route's own error body.
 
     Every body is held to its route's limit and decoded (Content-Encoding) before its view runs
-    (ml_app.web.encoding), so no operation may leave them out.
+    (ml_app.web.request_body), so no operation may leave them out.
     """
     errors = [response for status, response in responses.items() if status.startswith("4")]
     content = errors[0]["content"] if errors else json_content(ErrorBody)
