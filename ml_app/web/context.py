@@ -2,9 +2,10 @@
 
 `open_request` (before_request) gives each request a RequestContext: its id (the caller's
 X-Request-ID when it is a plain token) and start time. Views and hooks fill in what they learn
-(the route that served it, rows and outputs, an error). `close_request` (after_request) writes
-what every answer carries: X-Request-ID and X-Model-Version, the HTTP and validation metrics,
-the payload log event of a prediction request (when on), and the one JSON access line.
+(the route that served it, each prediction's rows and outputs, an error). `close_request`
+(after_request) writes what every answer carries: X-Request-ID and X-Model-Version, the HTTP and
+validation metrics, the payload log events of a prediction request (one per prediction, when
+on), and the one JSON access line.
 """
 
 from __future__ import annotations
