@@ -21,10 +21,8 @@ from ml_app.core.store import LoadPolicy, ModelStore
 from ml_app.ops.cli import models as models_command
 from ml_app.web.api import admin, feedback, health, models, predict
 from ml_app.web.auth import register_api_keys
-from ml_app.web.body_drain import UnreadBodyDrain
 from ml_app.web.context import register_request_context
 from ml_app.web.cors import register_cors
-from ml_app.web.encoding import register_request_decoding
 from ml_app.web.errors import register_error_handlers
 from ml_app.web.flask_app import ModelServerFlask
 from ml_app.web.graphql import wire as graphql_docs
@@ -38,6 +36,7 @@ from ml_app.web.openapi import register_openapi
 from ml_app.web.payload_log import PayloadLogging, register_payload_log
 from ml_app.web.protocols import mlflow, v1, v2
 from ml_app.web.rate_limits import register_rate_limits
+from ml_app.web.request_body import RequestBodies
 from ml_app.web.state import EXTENSION_KEY, AppState
 
 # Wire protocols other servers speak, each a thin adapter over the registry and models.
@@ -71,15 +70,14 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def register_request_bodies(app: Flask, settings: Settings) -> None:
-    """Compressed bodies decoded, and unread rests drained, each under the route's body limit."""
+    """Compressed bodies decoded, and unread rests drained, under the route's body limit."""
 
     def largest_body(path: str) -> int:
         if path.startswith(f"{admin.bp.url_prefix}/"):
             return settings.admin_max_upload_bytes
         return settings.max_body_bytes
 
-    register_request_decoding(app, largest_body)
-    app.wsgi_app = UnreadBodyDrain(app.wsgi_app, largest_body)  # type: ignore[method-assign]
+    app.wsgi_app = RequestBodies(app.wsgi_app, largest_body)  # type: ignore[method-assign]
 
 
 def register_proxy_trust(app: Flask, hops: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from ml_app.core.errors import ApiError, BadRequest
-from ml_app.core.payload_events import SAFE_REQUEST_ID
+from ml_app.core.payload_events import PREDICTION_ID
 from ml_app.core.validation import check_row_count
 
 
@@ -71,8 +71,13 @@ class FeedbackItem(Schema):
 
     request_id = fields.String(
         required=True,
-        validate=validate.Regexp(SAFE_REQUEST_ID, error="Must be a request id (X-Request-ID)."),
-        metadata={"description": "The X-Request-ID the prediction was answered with"},
+        validate=validate.Regexp(
+            PREDICTION_ID, error="Must be a request id (X-Request-ID), or a prediction's id."
+        ),
+        metadata={
+            "description": "The X-Request-ID the prediction was answered with; for a GraphQL "
+            "query's n-th prediction (n >= 2), `<X-Request-ID>#<n>` (its `predictionId`)"
+        },
     )
     truth = Truth(
         required=True,

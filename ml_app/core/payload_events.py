@@ -1,6 +1,8 @@
 """The payload log's events: CloudEvents 1.0 in structured JSON form, one line each.
 
-`ml_app.inference`: one per prediction request, answered or refused, `id` = the request id.
+`ml_app.inference`: one per prediction a request made (a GraphQL query may make several), or
+one for a request refused before predicting; `id` = the request id, `<request id>#<n>` for the
+n-th prediction (n >= 2), and `data.request_id` = the request id.
 `ml_app.feedback`: one per ground-truth item, `id` a fresh uuid4, joined to its prediction by
 `data.request_id`. Inputs and outputs over `max_bytes` (as JSON) are replaced by their sizes and
 the sha256 of the inputs' JSON, so one huge batch cannot fill the disk or stall the shipper.
@@ -25,6 +27,9 @@ from ml_app.core.model import LoadedModel, Outputs
 # The request id is the inference event's id, echoed into logs and headers too: only a short,
 # plain token from a caller is accepted as one.
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+# What feedback names a prediction by: its request id, with `#<n>` for the n-th (n >= 2)
+# prediction of a request that made several (a GraphQL query); no request id holds a `#`.
+PREDICTION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}(#([2-9]|[1-9][0-9]{1,5}))?$")
 INFERENCE = "ml_app.inference"
 FEEDBACK = "ml_app.feedback"
 _LINE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
@@ -45,6 +50,12 @@ class InferenceRecord:
     matrix: np.ndarray | None = None  # the validated rows, once they existed
     outputs: Outputs | None = None  # what the model said, when it was asked
     error: tuple[str, str] | None = None  # (code, message) of a refusal
+    ordinal: int = 1  # the request's n-th prediction (a GraphQL query may make several)
+
+
+def prediction_id(request_id: str, ordinal: int) -> str:
+    """The event id of a request's n-th prediction: the request id itself for the first."""
+    return request_id if ordinal == 1 else f"{request_id}#{ordinal}"
 
 
 class EventEncoder:
@@ -55,9 +66,10 @@ class EventEncoder:
         self.max_bytes = max_bytes
 
     def inference(self, record: InferenceRecord) -> bytes:
-        """The `ml_app.inference` event line of one request."""
+        """The `ml_app.inference` event line of one prediction (or of a request refused before)."""
         model = record.model
         data: dict[str, Any] = {
+            "request_id": record.request_id,
             "model": model.name if model is not None else None,
             "version": model.version if model is not None else None,
             "arm": record.arm,
@@ -74,9 +86,8 @@ class EventEncoder:
             else None
         )
         subject = model.name if model is not None else None
-        return orjson.dumps(
-            _event(record.request_id, INFERENCE, subject, data, self.source), option=_LINE
-        )
+        event_id = prediction_id(record.request_id, record.ordinal)
+        return orjson.dumps(_event(event_id, INFERENCE, subject, data, self.source), option=_LINE)
 
     def feedback(self, model: str, items: Iterable[Mapping[str, Any]]) -> bytes:
         """One `ml_app.feedback` event line per item (`request_id`, `truth`), joined."""

@@ -1,8 +1,9 @@
 """What the payload log says about each model version: rows, accuracy or MAE against the truths
 sent as feedback, and PSI per feature against the version's reference.
 
-Predictions and feedback are joined by request id (an inference event's id is its request id;
-a feedback event names it in `data.request_id`). Events seen twice (a shipper's at-least-once
+Predictions and feedback are joined by the inference event's id (the request id, or
+`<request id>#<n>` for a GraphQL query's n-th prediction; a feedback event names it in
+`data.request_id`). Events seen twice (a shipper's at-least-once
 copies) count once. PSI uses the one definition in drift_bins, the same Prometheus computes.
 """
 

@@ -2,16 +2,17 @@
 
 `open_request` (before_request) gives each request a RequestContext: its id (the caller's
 X-Request-ID when it is a plain token) and start time. Views and hooks fill in what they learn
-(the route that served it, rows and outputs, an error). `close_request` (after_request) writes
-what every answer carries: X-Request-ID and X-Model-Version, the HTTP and validation metrics,
-the payload log event of a prediction request (when on), and the one JSON access line.
+(the route that served it, each prediction's rows and outputs, an error). `close_request`
+(after_request) writes what every answer carries: X-Request-ID and X-Model-Version, the HTTP and
+validation metrics, the payload log events of a prediction request (one per prediction, when
+on), and the one JSON access line.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,15 @@ _G_ATTRIBUTE = "ml_app_request"
 
 
 @dataclass(slots=True)
+class Predicted:
+    """One predict call: what served it, its rows (looked-up features included), its outputs."""
+
+    route: Route
+    matrix: np.ndarray  # a reference: the payload log writes it only when on
+    outputs: Outputs | None = None  # None until (or when) the model answered
+
+
+@dataclass(slots=True)
 class RequestContext:
     """What the pipeline knows about one request; one object instead of loose `g` names."""
 
@@ -43,9 +53,9 @@ class RequestContext:
     charging: int = 0  # rows (or feedback items) last charged to the rate limit
     error_code: str | None = None  # set by the error renderer
     api_key: ApiKey | None = None  # the caller's key entry (id, models), when keys are on
-    # The rows predicted, looked-up features included (for the payload log).
-    matrix: np.ndarray | None = None
-    outputs: Outputs | None = None  # what the model answered (for the payload log)
+    # Each predict call, in order (a GraphQL query may hold several): the payload log writes
+    # one event per prediction, and X-Model-Version names the version when only one answered.
+    predictions: list[Predicted] = field(default_factory=list)
     error_message: str | None = None  # set with error_code
 
     @property
@@ -95,14 +105,15 @@ def close_request(response: Response) -> Response:
     context = request_context()
     headers = response.headers
     headers[REQUEST_ID_HEADER] = context.request_id
-    model = context.model
-    if model is not None:  # whichever protocol answered, the caller can see what served it
-        headers[MODEL_VERSION_HEADER] = model.version
+    served = answering_model(context)
+    if served is not None:  # whichever protocol answered, the caller can see what served it
+        headers[MODEL_VERSION_HEADER] = served.version
     current = request._get_current_object()  # one proxy lookup, not one per attribute
     rule = current.url_rule
     route = rule.rule if rule is not None else None
     status = response.status_code
     metrics.observe_http(current.method, route, status, context.started)
+    model = context.model
     if model is not None and context.error_code is not None:
         metrics.count_refusal(model, context.error_code)
     fields: dict[str, Any] = {
@@ -112,8 +123,7 @@ def close_request(response: Response) -> Response:
         "status": status,
         "client": current.remote_addr,
     }
-    if model is not None:
-        fields["model"], fields["version"] = model.name, model.version
+    _add_served(fields, context, served)
     if context.rows is not None:
         fields["rows"] = context.rows
     if context.error_code is not None:
@@ -123,9 +133,37 @@ def close_request(response: Response) -> Response:
     payload = context.state.payload
     if payload is not None and _is_prediction(context, current.method, rule, payload.endpoints):
         # Before the answer leaves the worker: an answered prediction is always on disk.
-        payload.record(_inference_record(context, route, status))
+        payload.record(_inference_records(context, route, status))
     log_access(context.request_id, context.started, fields)
     return response
+
+
+def answering_model(context: RequestContext) -> LoadedModel | None:
+    """The one model version that answered (else the one resolved); None when several did.
+
+    A GraphQL query may predict with several: one header cannot name them honestly, and each
+    of its fields carries its own model and version.
+    """
+    predictions = context.predictions
+    if len(predictions) <= 1:
+        return predictions[0].route.model if predictions else context.model
+    first = predictions[0].route.model
+    for predicted in predictions[1:]:
+        other = predicted.route.model
+        if other is not first and (other.name, other.version) != (first.name, first.version):
+            return None
+    return first
+
+
+def _add_served(
+    fields: dict[str, Any], context: RequestContext, served: LoadedModel | None
+) -> None:
+    """The access line's model and version; `models` (name:version) when several answered."""
+    if served is not None:
+        fields["model"], fields["version"] = served.name, served.version
+    elif context.predictions:
+        answered = (f"{p.route.model.name}:{p.route.model.version}" for p in context.predictions)
+        fields["models"] = sorted(set(answered))
 
 
 def _is_prediction(
@@ -140,23 +178,40 @@ def _is_prediction(
     return rule is not None and rule.endpoint in endpoints and method != "OPTIONS"
 
 
-def _inference_record(context: RequestContext, route: str | None, status: int) -> InferenceRecord:
-    served = context.route
-    return InferenceRecord(
-        request_id=context.request_id,
-        route=route,
-        status=status,
-        latency_ms=(time.perf_counter() - context.started) * 1000,
-        model=served.model if served is not None else None,
-        arm=served.arm if served is not None else None,
-        shadows=served.shadows if served is not None else (),
-        key_id=context.key_id,
-        matrix=context.matrix,
-        outputs=context.outputs,
-        error=(context.error_code, context.error_message or "")
-        if context.error_code is not None
-        else None,
-    )
+def _inference_records(
+    context: RequestContext, route: str | None, status: int
+) -> list[InferenceRecord]:
+    """One record per prediction made; one for the request when none was (refused before)."""
+    common: dict[str, Any] = {
+        "request_id": context.request_id,
+        "route": route,
+        "status": status,
+        "latency_ms": (time.perf_counter() - context.started) * 1000,
+        "key_id": context.key_id,
+    }
+    error = None
+    if context.error_code is not None:
+        error = (context.error_code, context.error_message or "")
+    if not context.predictions:
+        return [InferenceRecord(**common, **_served_by(context.route), error=error)]
+    return [
+        InferenceRecord(
+            **common,
+            **_served_by(predicted.route),
+            matrix=predicted.matrix,
+            outputs=predicted.outputs,
+            # A query's other fields may have failed: their error is not this prediction's.
+            error=error if status >= 400 or predicted.outputs is None else None,
+            ordinal=ordinal,
+        )
+        for ordinal, predicted in enumerate(context.predictions, 1)
+    ]
+
+
+def _served_by(route: Route | None) -> dict[str, Any]:
+    if route is None:
+        return {}
+    return {"model": route.model, "arm": route.arm, "shadows": route.shadows}
 
 
 def register_request_context(app: Flask) -> None:

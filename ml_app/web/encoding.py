@@ -1,10 +1,11 @@
 """Compressed request bodies (`Content-Encoding: gzip` or `deflate`), decoded once for every route.
 
-`RequestDecoding` wraps the WSGI app and only replaces `wsgi.input`; it never answers anything
-itself. The body is inflated in bounded steps up to the route's body limit in decoded bytes
-(`ML_APP_MAX_BODY_BYTES`; `ML_APP_ADMIN_MAX_UPLOAD_BYTES` under `/admin/`); within
-it, the app reads the decoded body with its decoded `Content-Length`, so Werkzeug's own checks
-apply as to any body. Otherwise `wsgi.input` becomes a stream that raises the reason when the
+`decode_body` (called before the app runs by ml_app.web.request_body's middleware, which
+works out the route's limit) only replaces `wsgi.input`; it never answers anything itself. The
+body is inflated in bounded steps up to the route's body limit in decoded bytes
+(`ML_APP_MAX_BODY_BYTES`; `ML_APP_ADMIN_MAX_UPLOAD_BYTES` under `/admin/`); within it, the
+app reads the decoded body with its decoded `Content-Length`, so Werkzeug's own checks apply
+as to any body. Otherwise `wsgi.input` becomes a stream that raises the reason when the
 view reads it: 413 past the limit (a "zip bomb" costs at most the limit in memory), 415 for an
 unknown coding, 400 for a corrupt or truncated stream; the one error renderer answers them.
 
@@ -17,10 +18,8 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream, get_content_length
 
@@ -117,23 +116,7 @@ def _codings(header: str) -> list[str] | None:
     return None if any(c not in _CODINGS for c in applied) else [_CODINGS[c] for c in applied]
 
 
-class RequestDecoding:
-    """WSGI middleware: a compressed body becomes a decoded `wsgi.input`; nothing else changes."""
-
-    def __init__(
-        self, app: Callable[..., Iterable[bytes]], limit_for_path: Callable[[str], int]
-    ) -> None:
-        self.app = app
-        self.limit_for_path = limit_for_path
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """Decode the body when it is compressed, then call the app."""
-        if environ.get("HTTP_CONTENT_ENCODING"):
-            _decode_body(environ, self.limit_for_path(environ.get("PATH_INFO", "")))
-        return self.app(environ, start_response)
-
-
-def _decode_body(environ: dict[str, Any], limit: int | None) -> None:
+def decode_body(environ: dict[str, Any], limit: int | None) -> None:
     """Swap `wsgi.input` for the decoded body, or for a stream that raises why it cannot be."""
     header = environ["HTTP_CONTENT_ENCODING"]
     codings = _codings(header)
@@ -155,7 +138,7 @@ def _decode_body(environ: dict[str, Any], limit: int | None) -> None:
     try:
         body = _read_at_most(decoded, limit)
     except (ApiError, HTTPException) as exc:
-        # (UnreadBodyDrain reads the rest of what was sent, so the client sees the answer.)
+        # (RequestBodies drains the rest of what was sent, so the client sees the answer.)
         # Without its traceback, which holds the decoded part and would live as long as the
         # request does.
         environ["wsgi.input"] = RefusedStream(exc.with_traceback(None))
@@ -176,8 +159,3 @@ def _read_at_most(stream: Any, limit: int | None) -> bytes:
         if limit is not None and size > limit:
             raise RequestEntityTooLarge()
     return b"".join(chunks)
-
-
-def register_request_decoding(app: Flask, limit_for_path: Callable[[str], int]) -> None:
-    """Decode compressed request bodies for every route, under the route's body limit."""
-    app.wsgi_app = RequestDecoding(app.wsgi_app, limit_for_path)  # type: ignore[method-assign]

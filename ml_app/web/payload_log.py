@@ -52,15 +52,19 @@ class PayloadLogging:
         )
         return cls(writer, EventEncoder(settings.payload_log_max_bytes))
 
-    def record(self, record: InferenceRecord) -> None:
-        """Write one request's event; a failure is counted and logged, never raised."""
-        try:
-            line = self.encoder.inference(record)
-        except Exception:  # a value orjson cannot write must not fail the answer
-            payload_metrics.events_dropped(INFERENCE, "encoding").inc()
-            log.exception("payload event not encodable", extra={"request_id": record.request_id})
-            return
-        self.writer.append(line, INFERENCE)
+    def record(self, records: list[InferenceRecord]) -> None:
+        """Write a request's events in one write; failures are counted and logged, never raised."""
+        lines = []
+        for record in records:
+            try:
+                lines.append(self.encoder.inference(record))
+            except Exception:  # a value orjson cannot write must not fail the answer
+                payload_metrics.events_dropped(INFERENCE, "encoding").inc()
+                log.exception(
+                    "payload event not encodable", extra={"request_id": record.request_id}
+                )
+        if lines:
+            self.writer.append(b"".join(lines), INFERENCE, len(lines))
 
 
 def register_payload_log(app: Flask, payload: PayloadLogging | None) -> None:

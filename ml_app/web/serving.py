@@ -16,7 +16,7 @@ from ml_app.core.dataplane import predict_routed
 from ml_app.core.errors import Forbidden
 from ml_app.core.features import entity_rows
 from ml_app.core.model import LoadedModel, Outputs
-from ml_app.web.context import request_context
+from ml_app.web.context import Predicted, request_context
 from ml_app.web.rate_limits import charge_rows
 
 # Requests with the same key get the same version of a traffic split (per model).
@@ -48,13 +48,14 @@ def predict_matrix(matrix: np.ndarray) -> Outputs:
     rows = len(matrix)
     # A GraphQL query may predict in several fields: the access line counts them all.
     context.rows = rows if context.rows is None else context.rows + rows
-    context.matrix = matrix  # a reference: the payload log writes it only when on
+    route = context.route
+    assert route is not None  # resolve_model comes first
+    predicted = Predicted(route, matrix)
+    context.predictions.append(predicted)  # each call its own payload log event
     charge_rows(rows)  # a batch costs its rows; known only once validated
     state = context.state
-    outputs, mirror = predict_routed(
-        context.route, matrix, state.shadow, context.request_id, state.drift
-    )
-    context.outputs = outputs
+    outputs, mirror = predict_routed(route, matrix, state.shadow, context.request_id, state.drift)
+    predicted.outputs = outputs
     if mirror is not None:
 
         @after_this_request

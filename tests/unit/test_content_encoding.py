@@ -166,3 +166,26 @@ def test_a_gzip_bomb_is_413_after_decoding_at_most_the_limit(small_limit_client)
     assert peak < 4 * LIMIT + len(bomb)  # the limit and one step, never the 256 MiB
     assert held < LIMIT  # what was decoded before the refusal (the limit's worth) is not kept
     assert elapsed < 2.0  # inflating 256 MiB takes longer than this; the limit does not
+
+
+def _count_body_limit_lookups(app) -> list[str]:
+    """Every body limit function in the app's WSGI stack, wrapped to note each path it is asked."""
+    asked: list[str] = []
+    layer = app.wsgi_app
+    while hasattr(layer, "app"):
+        if hasattr(layer, "limit_for_path"):
+            limit_for_path = layer.limit_for_path
+            layer.limit_for_path = lambda path, f=limit_for_path: asked.append(path) or f(path)
+        layer = layer.app
+    return asked
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_the_body_limit_is_worked_out_once_per_request(demo_store, encoding):
+    app = create_app({"store": demo_store})
+    asked = _count_body_limit_lookups(app)
+    data = gzip.compress(BODY) if encoding else BODY
+    response = _post(app.test_client(), "/models/iris/predict/batch", data, encoding)
+    assert response.status_code == 200
+    assert len(response.get_json()["predictions"]) == len(ROWS)
+    assert asked == ["/models/iris/predict/batch"]

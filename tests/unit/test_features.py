@@ -183,12 +183,13 @@ def test_the_matrix_predicted_is_kept_on_the_request_context(store, redis_server
 
     @app.after_request
     def _keep(response):
-        kept.append(request_context().matrix)
+        kept.extend(predicted.matrix for predicted in request_context().predictions)
         return response
 
     given = {ENTITY_KEY: 42, "petal_width": 2.5}
     assert app.test_client().post("/predict", json={"entities": [given]}).status_code == 200
-    np.testing.assert_array_equal(kept[0], [[*IRIS_SETOSA[:3], 2.5]])
+    [matrix] = kept  # one prediction
+    np.testing.assert_array_equal(matrix, [[*IRIS_SETOSA[:3], 2.5]])
 
 
 def test_parse_entities_keeps_ids_and_given_features(app):

@@ -72,6 +72,10 @@ def test_one_object_for_a_named_model(client, payload_dir):
         ({"truth": "setosa"}, "request_id"),
         ({"request_id": "r1"}, "truth"),
         ({"request_id": "has space", "truth": 1}, "request_id"),
+        ({"request_id": "r1#1", "truth": 1}, "request_id"),  # the first is the request id
+        ({"request_id": "r1#0", "truth": 1}, "request_id"),
+        ({"request_id": "r1#", "truth": 1}, "request_id"),
+        ({"request_id": "r1#2#3", "truth": 1}, "request_id"),
         ({"request_id": "r1", "truth": None}, "truth"),
         ({"request_id": "r1", "truth": {"a": 1}}, "truth"),
         ({"request_id": "r1", "truth": []}, "truth"),

@@ -201,7 +201,7 @@ def test_only_post_and_no_graphiql_page(client):
 
 
 def test_a_bug_in_a_resolver_is_logged_and_answered_generically(client, monkeypatch, caplog):
-    def broken(cls, model, outputs):
+    def broken(cls, model, outputs, prediction_id):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(types.Prediction, "from_outputs", classmethod(broken))

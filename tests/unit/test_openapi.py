@@ -75,11 +75,13 @@ def test_operations_declare_the_errors_their_routes_raise(client):
         "503",
         "504",
     }
+    # 415: an unknown Content-Encoding (V2 reads any Content-Type: JSON, or binary with its header)
     assert set(paths["/v2/models/{name}/infer"]["post"]["responses"]) == {
         "200",
         "400",
         "404",
         "413",
+        "415",
         "429",
         "503",
     }

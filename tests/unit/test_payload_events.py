@@ -18,6 +18,7 @@ from tests.support.tmpfs import fill, small_tmpfs
 from tests.unit.test_pipeline import PREDICTIONS, ROW
 
 DATA_KEYS = {
+    "request_id",
     "model",
     "version",
     "arm",
@@ -68,6 +69,7 @@ def test_an_answered_prediction_is_one_event_with_its_rows_and_outputs(
     data = event["data"]
     assert set(data) == DATA_KEYS
     assert (data["model"], data["version"]) == ("iris", response.headers["X-Model-Version"])
+    assert data["request_id"] == event["id"]
     assert (data["status"], data["error"], data["truncated"], data["key_id"]) == (
         200,
         None,

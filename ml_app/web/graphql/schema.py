@@ -26,6 +26,7 @@ from strawberry.types import ExecutionContext
 
 from ml_app.core.config import Settings
 from ml_app.core.errors import ApiError, InvalidInput
+from ml_app.core.payload_events import prediction_id
 from ml_app.core.validation import FeatureRows as RowsField
 from ml_app.core.validation import MatrixContext, validate_matrix
 from ml_app.web.body import batch_limits
@@ -114,7 +115,10 @@ class Query:
             matrix = rows_for_entities(loaded, entities)  # as the native routes do
         else:
             matrix = _matrix(sources, batch_limits(loaded))
-        return Prediction.from_outputs(loaded, predict_matrix(matrix))
+        outputs = predict_matrix(matrix)
+        context = request_context()  # this prediction is the request's latest
+        made = prediction_id(context.request_id, len(context.predictions))
+        return Prediction.from_outputs(loaded, outputs, made)
 
 
 class _ModelServerSchema(strawberry.Schema):

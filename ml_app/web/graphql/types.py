@@ -124,17 +124,22 @@ class Prediction:
     model: str
     version: str
     predictions: Predictions
+    prediction_id: str = strawberry.field(
+        description="What feedback names this prediction by (its payload log event id): the "
+        "X-Request-ID for a query's first prediction, `<X-Request-ID>#<n>` for its n-th."
+    )
     probabilities: ProbabilitiesByClass | None = strawberry.field(
         default=None, description="Classifiers with predict_proba: as the REST batch answer."
     )
 
     @classmethod
-    def from_outputs(cls, model: LoadedModel, outputs: Outputs) -> Prediction:
-        """The REST batch answer's members, as GraphQL fields."""
+    def from_outputs(cls, model: LoadedModel, outputs: Outputs, prediction_id: str) -> Prediction:
+        """The REST batch answer's members, as GraphQL fields, and the prediction's id."""
         body = render_native(model, outputs, single_row=False)
         return cls(
             model=body["model"],
             version=body["version"],
             predictions=body["predictions"],
+            prediction_id=prediction_id,
             probabilities=body.get("probabilities"),
         )

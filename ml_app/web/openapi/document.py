@@ -124,10 +124,8 @@ def build_document(app: Flask, operations: Mapping[str, dict[str, Any]]) -> dict
         described = operations.get(rule.endpoint) or _undocumented(app, rule)
         for method in sorted((rule.methods or set()) - _SKIPPED_METHODS):
             op = _for_rule(described, rule, method)
-            if keys_on and requires_api_key(rule.endpoint):
-                _declare_api_key(op, method, described.get(OWN_ERROR_BODY))
-            if "429" in op["responses"]:
-                _declare_rate_limit_headers(op["responses"])
+            keyed = keys_on and requires_api_key(rule.endpoint)
+            _declare_shared_answers(op, method, described, keyed)
             paths.setdefault(openapi_path(rule), {})[method.lower()] = op
     for path in sorted(paths):
         spec.path(path=path, operations=paths[path])
@@ -154,6 +152,18 @@ def _for_rule(described: dict[str, Any], rule: Rule, method: str) -> dict[str, A
     return op
 
 
+def _declare_shared_answers(
+    op: dict[str, Any], method: str, described: dict[str, Any], keyed: bool
+) -> None:
+    """What the pipeline answers for a route, beyond its view: key, body and rate refusals."""
+    if keyed:
+        _declare_api_key(op, method, described.get(OWN_ERROR_BODY))
+    if "requestBody" in op:
+        _declare_body_refusals(op["responses"])
+    if "429" in op["responses"]:
+        _declare_rate_limit_headers(op["responses"])
+
+
 def _declare_api_key(
     op: dict[str, Any], method: str, own_error_body: dict[str, Any] | None = None
 ) -> None:
@@ -170,6 +180,21 @@ def _declare_api_key(
         # The route's own error body (MLflow's differs), as its other model errors use.
         content = responses.get("404", {}).get("content") or json_content(ErrorBody)
         responses["403"] = {"description": ERROR_MEANINGS[403], "content": content}
+
+
+def _declare_body_refusals(responses: dict[str, Any]) -> None:
+    """413 and 415, which any route with a body can answer, in the route's own error body.
+
+    Every body is held to its route's limit and decoded (Content-Encoding) before its view runs
+    (ml_app.web.request_body), so no operation may leave them out.
+    """
+    errors = [response for status, response in responses.items() if status.startswith("4")]
+    content = errors[0]["content"] if errors else json_content(ErrorBody)
+    for status in (413, 415):
+        responses.setdefault(
+            str(status),
+            {"description": ERROR_MEANINGS[status], "content": copy.deepcopy(content)},
+        )
 
 
 def _declare_rate_limit_headers(responses: dict[str, Any]) -> None:

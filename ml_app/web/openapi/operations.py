@@ -12,8 +12,10 @@ ERROR_MEANINGS = {
     401: "ML_APP_METRICS_TOKEN is set and the bearer token is missing or wrong",
     403: "The API key is valid but may not call this model (its `models` list)",
     404: "No such model, version, alias or route",
-    413: "Body larger than ML_APP_MAX_BODY_BYTES, or more rows than ML_APP_MAX_BATCH_ROWS",
-    415: "Content-Type not accepted by this route",
+    413: "Body (compressed or decoded) larger than ML_APP_MAX_BODY_BYTES (under /admin/: "
+    "ML_APP_ADMIN_MAX_UPLOAD_BYTES), or more rows than ML_APP_MAX_BATCH_ROWS",
+    415: "Content-Type not accepted by this route, or a Content-Encoding other than gzip or "
+    "deflate",
     422: "Valid JSON that fails validation (feature count, names, types, finiteness), or an "
     "entity or feature the version's feature source does not have",
     429: "The client's rate limit (its API key's own, else ML_APP_RATE_LIMIT) is used up: "
