@@ -44,9 +44,9 @@ class EdgeTable:
 
     A value's slot is its feature's "above" slot minus how many of the feature's edges lie
     above it, which is slot_indices' searchsorted(side="right") once the top edge is replaced
-    by the next float above it (a value on the top edge stays in the last bin). NaN lies above
-    no edge, so it lands in "above", where searchsorted sorts it. Features with fewer edges
-    are padded with -inf, which no value lies below.
+    by the next float above it (a value on the top edge stays in the last bin). NaN compares
+    less than no edge, so it lands in "above", where searchsorted sorts it. Features with fewer
+    edges are padded with -inf, which no value is less than.
     """
 
     def __init__(self, edges: Sequence[np.ndarray]) -> None:
