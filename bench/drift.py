@@ -25,7 +25,12 @@ from bench.wrk import Wrk
 from ml_app import create_app
 
 SIDES = ("off", "on")
-CASES = (("iris", "single"), ("iris", "batch"), ("breast_cancer", "single"))
+CASES = (
+    ("iris", "single"),
+    ("iris", "batch"),
+    ("breast_cancer", "single"),
+    ("breast_cancer", "batch"),
+)
 
 
 def compare(servers: dict[str, Server], args: argparse.Namespace, scratch: Path) -> dict:

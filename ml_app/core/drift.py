@@ -1,7 +1,8 @@
 """Drift counting: each predicted row's reference bin, per feature and for its prediction.
 
-A batch costs one vectorised bin search per feature (drift_bins.slot_counts); a single row,
-one bisect per feature (numpy's per-call overhead would cost more than the search).
+A small batch is counted row by row, one bisect per feature (numpy's per-call overhead would
+cost more than the searches); a larger one with a few numpy calls whatever its width: every
+feature's edges in one drift_bins.EdgeTable, one comparison and one bincount for the batch.
 Either way the counts are added to the version's pending counts in this process's memory. A
 multiprocess counter update takes a lock and a file write, so the counters (`ml_app_drift_rows`)
 are updated once per non-empty bin by a background thread every `flush_seconds`, and once more
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ml_app.core.drift_bins import reference_shares, slot_counts, slot_labels
+from ml_app.core.drift_bins import EdgeTable, reference_shares, slot_counts, slot_labels
 from ml_app.core.drift_reference import CLASSES, PREDICTIONS_KEY
 from ml_app.core.metrics import DRIFT_REFERENCE_SHARE, DRIFT_ROWS
 from ml_app.core.model import LoadedModel, Outputs
@@ -33,6 +34,11 @@ from ml_app.core.snapshot import Snapshot
 log = logging.getLogger("ml_app.drift")
 # The `feature` label of the prediction's own bins; features are counted under their names.
 PREDICTION_FEATURE = "_prediction"
+# Up to this many bin searches (rows x (counted features + the prediction)), a batch is counted
+# row by row with bisect (~0.25 µs a search); above it, with the EdgeTable (~11 µs and up).
+# Rows alone would not do: bisect wins up to ~30 rows of 1 feature but only 1-2 of 30
+# (`python -m bench.drift_counting --crossover`; figures in bench/README.md).
+BISECT_SEARCHES = 40
 
 
 class VersionBins:
@@ -43,23 +49,27 @@ class VersionBins:
         self._lock = threading.Lock()
         counted = _feature_references(model, features, max_bins)
         self.counted = [feature for feature, _, _ in counted]
-        # Per counted feature: its column, its edges (an array for batches, a list for one row:
-        # bisect beats numpy's per-call overhead) and where its slots start.
-        self._bins: list[tuple[int, np.ndarray, list[float], int]] = []
+        # Per counted feature, for rows counted one by one: its column, its edges as a list
+        # (bisect on a list beats numpy's per-call overhead) and where its slots start.
+        self._bins: list[tuple[int, list[float], int]] = []
         slots: list[tuple[str, str]] = []
         shares: list[float] = []
         for feature, edges, feature_shares in counted:
-            column = model.feature_index[feature]
-            self._bins.append((column, edges, edges.tolist(), len(slots)))
+            self._bins.append((model.feature_index[feature], edges.tolist(), len(slots)))
             slots += [(feature, label) for label in slot_labels(edges)]
             shares += feature_shares.tolist()
+        # For larger batches: every counted feature's edges in one table, searched at once.
+        self._columns = np.array([column for column, _, _ in self._bins], np.intp)
+        self._table = EdgeTable([edges for _, edges, _ in counted]) if counted else None
         self._prediction_offset = len(slots)
         self._prediction = _prediction_reference(model, max_bins)
         if self._prediction is not None:
             slots += [(PREDICTION_FEATURE, label) for label in self._prediction["labels"]]
             shares += self._prediction["shares"].tolist()
         self.size = len(slots)
-        self._pending = [0] * self.size
+        self._searches_per_row = len(self._bins) + (self._prediction is not None)
+        self._pending = [0] * self.size  # rows counted one by one (and predicted classes)
+        self._pending_batches = np.zeros(self.size, np.int64)  # rows counted a batch at once
         labels = (model.name, model.version)
         self._counters = [DRIFT_ROWS.labels(*labels, *slot) for slot in slots]
         self._reference = [
@@ -75,52 +85,53 @@ class VersionBins:
 
     def count(self, matrix: np.ndarray, outputs: Outputs) -> None:
         """Add a batch's rows to the pending counts."""
-        if len(matrix) == 1:
-            slots = self._row_slots(matrix[0].tolist(), outputs)
+        if len(matrix) * self._searches_per_row <= BISECT_SEARCHES:
+            slots = [
+                slot
+                for position, row in enumerate(matrix.tolist())
+                for slot in self._row_slots(row, outputs, position)
+            ]
             with self._lock:
                 for slot in slots:
                     self._pending[slot] += 1
             return
-        counts = self._batch_counts(matrix, outputs)
+        predictions = self._prediction_counts(outputs)
+        features = None if self._table is None else self._table.counts(matrix.T[self._columns])
         with self._lock:
-            for slot, count in counts.items():
-                self._pending[slot] += count
+            if features is not None:
+                self._pending_batches[: self._prediction_offset] += features
+            for slot, count in predictions:
+                self._pending[self._prediction_offset + slot] += count
 
-    def _row_slots(self, row: list[float], outputs: Outputs) -> list[int]:
+    def _row_slots(self, row: list[float], outputs: Outputs, position: int) -> list[int]:
         """One row's slot per feature and for its prediction (as drift_bins.slot_indices)."""
-        slots = [offset + _slot(edges, row[column]) for column, _, edges, offset in self._bins]
+        slots = [offset + _slot(edges, row[column]) for column, edges, offset in self._bins]
         reference = self._prediction
         if reference is None:
             return slots
         if "edges" in reference:
-            slots.append(self._prediction_offset + _slot(reference["edge_list"], outputs.values[0]))
+            value = outputs.values[position]
+            slots.append(self._prediction_offset + _slot(reference["edge_list"], value))
         else:
-            slots.append(self._prediction_offset + reference["positions"][outputs.labels[0]])
+            slots.append(self._prediction_offset + reference["positions"][outputs.labels[position]])
         return slots
-
-    def _batch_counts(self, matrix: np.ndarray, outputs: Outputs) -> dict[int, int]:
-        """Counts per non-empty slot for a batch: one bin search per feature."""
-        counts: dict[int, int] = {}
-        for column, edges, _, offset in self._bins:
-            for slot, count in enumerate(slot_counts(edges, matrix[:, column]).tolist()):
-                if count:
-                    counts[offset + slot] = count
-        if self._prediction is not None:
-            for slot, count in self._prediction_counts(outputs):
-                counts[self._prediction_offset + slot] = count
-        return counts
 
     def flush(self) -> None:
         """Add the pending counts to the counters: one update per non-empty bin."""
         with self._lock:
-            pending, self._pending = self._pending, [0] * self.size
-        for counter, count in zip(self._counters, pending, strict=True):
-            if count:
-                counter.inc(count)
+            rows, self._pending = self._pending, [0] * self.size
+            batches, self._pending_batches = self._pending_batches, np.zeros(self.size, np.int64)
+        for counter, one_by_one, in_batches in zip(
+            self._counters, rows, batches.tolist(), strict=True
+        ):
+            if one_by_one or in_batches:
+                counter.inc(one_by_one + in_batches)
 
     def _prediction_counts(self, outputs: Outputs) -> Iterable[tuple[int, int]]:
         """(slot, rows) of the batch's predictions: value bins, or classes."""
         reference = self._prediction
+        if reference is None:
+            return ()
         if "edges" in reference:
             counts = slot_counts(reference["edges"], np.asarray(outputs.values, np.float64))
             return enumerate(counts.tolist())

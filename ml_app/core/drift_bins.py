@@ -39,6 +39,37 @@ def slot_counts(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.bincount(slot_indices(edges, values), minlength=len(edges) + 1)
 
 
+class EdgeTable:
+    """Several features' edges side by side: every (row, feature) slot of a batch at once.
+
+    A value's slot is its feature's "above" slot minus how many of the feature's edges lie
+    above it, which is slot_indices' searchsorted(side="right") once the top edge is replaced
+    by the next float above it (a value on the top edge stays in the last bin). NaN compares
+    less than no edge, so it lands in "above", where searchsorted sorts it. Features with fewer
+    edges are padded with -inf, which no value is less than.
+    """
+
+    def __init__(self, edges: Sequence[np.ndarray]) -> None:
+        width = max(len(feature_edges) for feature_edges in edges)
+        table = np.full((width, len(edges), 1), -np.inf)
+        for feature, feature_edges in enumerate(edges):
+            table[width - len(feature_edges) : width - 1, feature, 0] = feature_edges[:-1]
+            table[width - 1, feature, 0] = np.nextafter(feature_edges[-1], np.inf)
+        self._table = table
+        slots = np.array([len(feature_edges) + 1 for feature_edges in edges])
+        self.offsets = np.concatenate(([0], np.cumsum(slots)[:-1]))
+        self.size = int(slots.sum())
+        self._above_slots = (self.offsets + slots - 1)[:, None]
+        # The count of edges above a value fits a byte while there are at most 255 edges
+        # (bins are capped at 10), and summing bytes is much faster than summing into int64.
+        self._tally = np.uint8 if width <= np.iinfo(np.uint8).max else np.intp
+
+    def counts(self, columns: np.ndarray) -> np.ndarray:
+        """Values per slot, features one after another; columns is features x rows."""
+        edges_above = (columns < self._table).sum(0, dtype=self._tally)
+        return np.bincount((self._above_slots - edges_above).ravel(), minlength=self.size)
+
+
 def reference_shares(proportions: Sequence[float]) -> np.ndarray:
     """The reference proportions laid out on the n + 2 slots (nothing below or above)."""
     return np.concatenate(([0.0], np.asarray(proportions, np.float64), [0.0]))

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from ml_app.core.drift_bins import (
+    EdgeTable,
     psi,
     reference_shares,
     slot_counts,
     slot_indices,
     slot_labels,
 )
+from tests.support.random_bins import random_edges, random_matrix
 
 EDGES = np.array([0.0, 1.0, 2.0, 4.0])
 
@@ -43,3 +45,27 @@ def test_psi_is_zero_for_the_reference_itself_and_grows_with_shift():
 
 def test_psi_without_rows_is_nan():
     assert math.isnan(psi(reference_shares([0.5, 0.5]), [0, 0, 0, 0]))
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("rows", [1, 100])
+@pytest.mark.parametrize("features", [1, 30])
+def test_an_edge_table_counts_each_feature_as_slot_counts_does(seed, rows, features):
+    random = np.random.default_rng(seed)
+    edges = random_edges(random, features)
+    matrix = random_matrix(random, rows, edges)
+    table = EdgeTable(edges)
+    want = [slot_counts(e, matrix[:, f]) for f, e in enumerate(edges)]
+    assert table.counts(np.ascontiguousarray(matrix.T)).tolist() == np.concatenate(want).tolist()
+    sizes = [len(slot_labels(e)) for e in edges]
+    assert table.size == sum(sizes)
+    assert table.offsets.tolist() == np.cumsum([0, *sizes[:-1]]).tolist()
+
+
+def test_an_edge_table_with_many_edges_counts_past_a_bytes_range():
+    """More than 255 edges (not from the API, whose bins are capped at 10) still count exactly."""
+    random = np.random.default_rng(7)
+    edges = [*random_edges(random, 3), np.sort(random.normal(0, 3, 400)), EDGES]
+    matrix = random_matrix(random, 500, edges)
+    want = [slot_counts(e, matrix[:, f]) for f, e in enumerate(edges)]
+    assert EdgeTable(edges).counts(matrix.T).tolist() == np.concatenate(want).tolist()
