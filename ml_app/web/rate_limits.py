@@ -6,7 +6,9 @@ cost the request's row count. Rows are known only once the body is validated, so
 checked by `charge_rows`, which `serving.predict_matrix` (the one step every prediction route
 shares) calls; a request refused before that (bad body, unknown model) costs
 nothing. The counts live in `limits` storage: Redis, shared by every worker and replica, or
-memory for one process (gunicorn.conf.py refuses it with more than one worker).
+memory for one process (gunicorn.conf.py refuses it with more than one worker). On Redis a charge
+is one round trip that also returns the window's expiry (`core.rate_limit_store`), so the
+answer's X-RateLimit-* headers cost none.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from limits.errors import StorageError
 from ml_app.core import metrics
 from ml_app.core.config import Settings
 from ml_app.core.errors import RateLimited, RateLimitStoreDown
+from ml_app.core.rate_limit_store import STRATEGY, charged_uri
 from ml_app.web.context import request_context
 
 log = logging.getLogger("ml_app.rate_limits")
@@ -97,7 +100,8 @@ def add_rate_limit_headers(limiter: Limiter, response: Response) -> Response:
     if current is None:  # not charged (refused earlier, or the store was down)
         return response
     try:
-        reset_at, remaining = current.window  # one read of the window's count and expiry
+        # On Redis what the charge returned (no round trip); else one read of the window.
+        reset_at, remaining = current.window
     except StorageError as exc:  # the store went down since the charge: answer without them
         log.warning("rate-limit store unreachable (%s): no rate-limit headers", exc)
         return response
@@ -122,9 +126,10 @@ def register_rate_limits(app: Flask, settings: Settings) -> None:
     # a second init_app would point the first app at the second app's store.
     limiter = Limiter(
         client_identity,
-        storage_uri=uri,
+        storage_uri=charged_uri(uri),
         storage_options=options,
-        strategy="fixed-window",  # one atomic INCRBY per limit per request, exact across replicas
+        # A fixed window: one atomic INCRBY per limit per request, exact across replicas.
+        strategy=STRATEGY,
         headers_enabled=False,  # add_rate_limit_headers writes them (Retry-After never 0)
         swallow_errors=False,  # charge_rows applies ML_APP_RATE_LIMIT_REDIS_DOWN instead
     )
