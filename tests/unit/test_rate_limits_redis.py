@@ -99,3 +99,21 @@ def test_redis_stopped_between_requests_follows_the_policy(
         assert answer.get_json()["code"] == "rate_limit_store_unavailable"
     else:
         assert answer.get_json()["prediction"] == "setosa"
+
+
+def test_several_limits_each_charge_once_and_the_headers_need_no_read(demo_store, redis_server):
+    client = _client(demo_store, redis_server.url, "3/minute;10/hour")
+    assert _predict(client).status_code == 200  # the first loads the script into Redis
+    with redis.Redis.from_url(redis_server.url) as connection:
+        connection.config_resetstat()
+    answers = [_predict(client) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    # The headers speak of the minute: the smallest window, then the one that was breached.
+    assert [a.headers["X-RateLimit-Limit"] for a in answers] == ["3", "3", "3"]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
+    calls = _calls(redis_server)
+    # Each limit charged once per request until the first breach (the hour's is not charged
+    # then): 2 + 2 + 1 script calls, and no read for the headers.
+    assert calls.get("evalsha") == 5
+    assert calls.get("get", 0) == 0 and calls.get("ttl", 0) == 0
