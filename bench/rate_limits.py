@@ -1,12 +1,14 @@
 """What API keys and Redis-backed rate limits cost, each next to ml_app without either.
 
-Usage: python -m bench.rate_limits [--seconds 5] [--rounds 3]
+Usage: python -m bench.rate_limits [--seconds 5] [--rounds 3] [--baseline CHECKOUT]
 Trains the demo store into a scratch folder, starts redis-server (Debian's, installed with
 apt-get when missing) on a free loopback port and three ml_app servers (2 sync workers each, the
 project's gunicorn.conf.py): one with neither keys nor limits, one with API keys on (a keys file
 of one key), one with a limit no run reaches counted in that Redis. wrk drives one iris row at a
 time with the key in X-API-Key (ignored where keys are off), 8 connections, each server in turn,
-the order rotating every round; the ratios are taken within each round.
+the order rotating every round; the ratios are taken within each round. With --baseline (a
+checkout of another commit, e.g. `git archive main | tar -x -C DIR`), a fourth server,
+`redis-baseline`, serves the same limit in the same Redis with that checkout's code.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: req/s without and with Redis-backed limits, and their ratio."""
     parser = rounds_parser(__doc__.splitlines()[0])
+    parser.add_argument("--baseline", type=Path, help="another commit's checkout, side by side")
     args = parser.parse_args(argv)
     with scratch_store() as (scratch, store_root), RedisServer(scratch) as redis:
         keys_file = scratch / "keys.json"
@@ -59,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             "keys": Server("keys", None, 2, scratch, "/health/ready", **store, **keyed),
             "redis": Server("redis", None, 2, scratch, "/health/ready", **store, **limited),
         }
+        if args.baseline is not None:
+            baseline = Server(
+                "redis-baseline", None, 2, scratch, "/health/ready", **store, **limited
+            )
+            baseline.root = args.baseline.resolve()
+            servers["redis-baseline"] = baseline
         with running(*servers.values()):
             rounds = compare(servers, args, scratch, key)
     report(rounds)
@@ -67,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(rounds: list[dict]) -> None:
     """Per round: req/s and server CPU per request of each, ratios to the plain one; medians."""
-    ratios: dict[str, list[float]] = {"keys": [], "redis": []}
-    extra_cpu: dict[str, list[float]] = {"keys": [], "redis": []}
+    names = [name for name in rounds[0] if name != "plain"]
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    extra_cpu: dict[str, list[float]] = {name: [] for name in names}
     for number, entry in enumerate(rounds, 1):
         plain = entry["plain"]
         for name, values in ratios.items():
@@ -78,14 +88,22 @@ def report(rounds: list[dict]) -> None:
             f"round {number}: "
             + "   ".join(
                 f"{name} {entry[name]['rps']:6,.0f} req/s {entry[name]['cpu_us']:4.0f} us CPU"
-                for name in ("plain", "keys", "redis")
+                for name in ("plain", *names)
             )
         )
-    for name, label in (("keys", "keys on (auth alone)"), ("redis", "Redis-limited")):
+    labels = {"keys": "keys on (auth alone)", "redis": "Redis-limited"}
+    for name in names:
+        label = labels.get(name, name)
         print(
             f"{label} / plain: median ratio {statistics.median(ratios[name]):.3f} "
             f"(rounds {', '.join(f'{r:.3f}' for r in ratios[name])}), "
             f"median extra server CPU {statistics.median(extra_cpu[name]):+.0f} us/request"
+        )
+    if "redis-baseline" in names:
+        gains = [r / b for r, b in zip(ratios["redis"], ratios["redis-baseline"], strict=True)]
+        print(
+            f"Redis-limited / redis-baseline: median {statistics.median(gains):.2f}x "
+            f"(rounds {', '.join(f'{gain:.2f}' for gain in gains)})"
         )
 
 

@@ -31,6 +31,7 @@ class Server:
         self, name: str, app: str | None, workers: int, log_dir: Path, ready: str | None, **env: str
     ) -> None:
         self.name = name
+        self.root = PROJECT_ROOT  # the checkout whose code it serves (set another to compare)
         self.ready = ready  # a path that answers 200 when ready; None: any HTTP answer will do
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,7 +59,7 @@ class Server:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command,
-                cwd=PROJECT_ROOT,
+                cwd=self.root,
                 env=self.env,
                 stdout=subprocess.DEVNULL,  # one JSON line per request: formatted, then dropped
                 stderr=log,

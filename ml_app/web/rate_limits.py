@@ -6,24 +6,29 @@ cost the request's row count. Rows are known only once the body is validated, so
 checked by `charge_rows`, which `serving.predict_matrix` (the one step every prediction route
 shares) calls; a request refused before that (bad body, unknown model) costs
 nothing. The counts live in `limits` storage: Redis, shared by every worker and replica, or
-memory for one process (gunicorn.conf.py refuses it with more than one worker).
+memory for one process (gunicorn.conf.py refuses it with more than one worker). On Redis a charge
+is one round trip that also returns the window's expiry (`core.rate_limit_store`), so the
+answer's X-RateLimit-* headers cost none; the limit string is parsed once per distinct value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, request
-from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter import Limiter, RateLimitExceeded, RouteLimit
+from flask_limiter._limits import RuntimeLimit
 from limits.errors import StorageError
 
 from ml_app.core import metrics
 from ml_app.core.config import Settings
 from ml_app.core.errors import RateLimited, RateLimitStoreDown
+from ml_app.core.rate_limit_store import STRATEGY, charged_uri
 from ml_app.web.context import request_context
 
 log = logging.getLogger("ml_app.rate_limits")
@@ -31,6 +36,7 @@ EXTENSION_KEY = "ml_app_rate_limits"
 # A stopped Redis must cost a request a second at most, not a hung worker.
 _REDIS_TIMEOUTS = {"socket_timeout": 1, "socket_connect_timeout": 1}
 _SCOPE = "rows"  # one count per client across every prediction route
+_PARSED_LIMITS_KEPT = 256  # distinct limit strings (the default and the keys' own) kept parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +103,8 @@ def add_rate_limit_headers(limiter: Limiter, response: Response) -> Response:
     if current is None:  # not charged (refused earlier, or the store was down)
         return response
     try:
-        reset_at, remaining = current.window  # one read of the window's count and expiry
+        # On Redis what the charge returned (no round trip); else one read of the window.
+        reset_at, remaining = current.window
     except StorageError as exc:  # the store went down since the charge: answer without them
         log.warning("rate-limit store unreachable (%s): no rate-limit headers", exc)
         return response
@@ -108,6 +115,30 @@ def add_rate_limit_headers(limiter: Limiter, response: Response) -> Response:
     if current.breached:
         headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
     return response
+
+
+@dataclasses.dataclass(kw_only=True, unsafe_hash=True)
+class ParsedOnceLimit(RouteLimit):
+    """Flask-Limiter's shared route limit, its limit string parsed once per distinct value."""
+
+    # Flask-Limiter iterates a limit (parsing its string) twice per check: as the decorated
+    # callable's limit and as the endpoint's hint. The parsed limits depend on the string alone
+    # (the client is identified when the limit is evaluated), so one parse per string serves
+    # every key that has that limit.
+    parsed: dict[str, tuple[RuntimeLimit, ...]] = dataclasses.field(
+        default_factory=dict, init=False, hash=False, compare=False, repr=False
+    )
+
+    def __iter__(self) -> Iterator[RuntimeLimit]:
+        """The runtime limits of this request's limit string."""
+        provider = self.limit_provider
+        limit_string = provider() if callable(provider) else provider
+        runtime_limits = self.parsed.get(limit_string)
+        if runtime_limits is None:
+            if len(self.parsed) >= _PARSED_LIMITS_KEPT:  # keys re-read with many new limits
+                self.parsed.clear()
+            runtime_limits = self.parsed[limit_string] = tuple(super().__iter__())
+        return iter(runtime_limits)
 
 
 def register_rate_limits(app: Flask, settings: Settings) -> None:
@@ -122,9 +153,10 @@ def register_rate_limits(app: Flask, settings: Settings) -> None:
     # a second init_app would point the first app at the second app's store.
     limiter = Limiter(
         client_identity,
-        storage_uri=uri,
+        storage_uri=charged_uri(uri),
         storage_options=options,
-        strategy="fixed-window",  # one atomic INCRBY per limit per request, exact across replicas
+        # A fixed window: one atomic INCRBY per limit per request, exact across replicas.
+        strategy=STRATEGY,
         headers_enabled=False,  # add_rate_limit_headers writes them (Retry-After never 0)
         swallow_errors=False,  # charge_rows applies ML_APP_RATE_LIMIT_REDIS_DOWN instead
     )
@@ -132,7 +164,15 @@ def register_rate_limits(app: Flask, settings: Settings) -> None:
     before = [len(hook_list) for hook_list in hooks]
     limiter.init_app(app)
     _replace_limiter_hooks(limiter, hooks, before)
-    rows_limit = limiter.shared_limit(limit_for_client, _SCOPE, cost=rows_to_charge)
+    rows_limit = ParsedOnceLimit(
+        limit_provider=limit_for_client,
+        limiter=limiter,
+        key_function=client_identity,
+        scope=_SCOPE,
+        shared=True,
+        override_defaults=True,
+        cost=rows_to_charge,
+    )
 
     # Flask-Limiter checks a decorated callable's limits each time it is called, in the
     # request: called once rows are known, it charges them.

@@ -68,6 +68,9 @@ def test_two_replicas_give_exactly_the_limit(demo_store, tmp_path, redis_server)
         answers = _spread(servers, "203.0.113.7", SENT)
         statuses = Counter(a.status_code for a in answers)
         assert statuses == {200: LIMIT, 429: SENT - LIMIT}
+        # Each answer says what its own charge left: every count from LIMIT - 1 down to 0 once.
+        served = [a for a in answers if a.status_code == 200]
+        assert sorted(int(a.headers["X-RateLimit-Remaining"]) for a in served) == list(range(LIMIT))
         for refused in (a for a in answers if a.status_code == 429):
             assert refused.json()["code"] == "rate_limited"
             assert 1 <= int(refused.headers["Retry-After"]) <= 3600

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import flask_limiter._limits
 import pytest
 from flask import Flask
 from prometheus_client import REGISTRY
@@ -149,3 +150,25 @@ def test_unreachable_store_follows_the_policy(demo_store, policy, status):
 def test_bad_settings_are_refused(name, raw):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: raw})
+
+
+def test_each_limit_string_is_parsed_once(demo_store, tmp_path, monkeypatch):
+    parsed: list[str] = []
+    parse_many = flask_limiter._limits.parse_many
+
+    def counting_parse_many(limit_string: str):
+        parsed.append(limit_string)
+        return parse_many(limit_string)
+
+    monkeypatch.setattr(flask_limiter._limits, "parse_many", counting_parse_many)
+    keys_file = tmp_path / "keys.json"
+    own = apikeys.add_key(keys_file, "own-limit", limit="2/minute")
+    default = apikeys.add_key(keys_file, "default-limit")
+    client = _limited_app(demo_store, "4/minute", api_keys_file=str(keys_file)).test_client()
+    answers = [
+        client.post("/predict", json={"features": ROW}, headers={"X-API-Key": key})
+        for key in (own, default) * 3
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 429, 200]
+    assert [a.headers["X-RateLimit-Limit"] for a in answers] == ["2", "4"] * 3
+    assert sorted(parsed) == ["2/minute", "4/minute"]  # once each, not twice per request
