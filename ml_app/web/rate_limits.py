@@ -147,13 +147,14 @@ def register_rate_limits(app: Flask, settings: Settings) -> None:
         return
     uri = settings.rate_limit_storage_uri
     options: dict[str, str | int] = {"wrap_exceptions": True}  # one StorageError for any store
-    if uri.startswith(("redis://", "rediss://", "unix://")):
+    storage_uri = charged_uri(uri)
+    if storage_uri != uri:  # a Redis store, over TCP, TLS or a Unix socket
         options.update(_REDIS_TIMEOUTS)
     # One Limiter per app, not one module-level instance: it keeps its storage on itself, and
     # a second init_app would point the first app at the second app's store.
     limiter = Limiter(
         client_identity,
-        storage_uri=charged_uri(uri),
+        storage_uri=storage_uri,
         storage_options=options,
         # A fixed window: one atomic INCRBY per limit per request, exact across replicas.
         strategy=STRATEGY,

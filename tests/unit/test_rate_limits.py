@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import flask_limiter._limits
@@ -172,3 +174,35 @@ def test_each_limit_string_is_parsed_once(demo_store, tmp_path, monkeypatch):
     assert [a.status_code for a in answers] == [200, 200, 200, 200, 429, 200]
     assert [a.headers["X-RateLimit-Limit"] for a in answers] == ["2", "4"] * 3
     assert sorted(parsed) == ["2/minute", "4/minute"]  # once each, not twice per request
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis+unix"])
+def test_a_silent_store_costs_a_request_its_timeout_not_a_hung_worker(demo_store, tmp_path, scheme):
+    # A store that takes the connection and never answers: only the socket timeouts end the wait.
+    silent = socket.socket(socket.AF_UNIX if scheme == "redis+unix" else socket.AF_INET)
+    if scheme == "redis+unix":
+        silent.bind(str(tmp_path / "redis.sock"))
+        uri = f"redis+unix://{tmp_path / 'redis.sock'}"
+    else:
+        silent.bind(("127.0.0.1", 0))
+        uri = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    silent.listen(8)
+    client = _limited_app(demo_store, "5/minute", rate_limit_storage_uri=uri).test_client()
+    answers: list = []
+
+    def ask() -> None:
+        started = time.monotonic()
+        answer = client.post("/predict", json={"features": ROW})
+        answers.append((answer, time.monotonic() - started))
+
+    asking = threading.Thread(target=ask, daemon=True)
+    try:
+        asking.start()
+        asking.join(10)
+    finally:
+        silent.close()
+    assert answers, f"{scheme}: the request still waits on the store after 10 s"
+    answer, waited = answers[0]
+    assert answer.status_code == 200  # the default policy serves while the store is down
+    # The store's 1 s timeouts bound the wait (redis-py's own default would be 5 s).
+    assert waited < 3, f"{scheme}: {waited:.1f} s"
