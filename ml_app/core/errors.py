@@ -63,6 +63,12 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
 
+class RequestTimeout(ApiError):
+    """The client did not send its whole request in time (headers or body stalled)."""
+
+    status, code = 408, "request_timeout"
+
+
 class RateLimited(ApiError):
     """The client used up its rate limit; Retry-After says when the window reopens."""
 

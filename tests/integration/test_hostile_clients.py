@@ -1,0 +1,205 @@
+"""Hostile and odd clients against real Gunicorn (2 workers): every answer is the one JSON error
+shape with a fitting status, never HTML, a reset, a hang or a dead worker."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.raw_http import RawAnswer, exchange, request_bytes
+from tests.support.server import GunicornServer, ready_gunicorn
+
+WORKER_TIMEOUT = 6  # GUNICORN_TIMEOUT: a request must arrive within a third of it
+DEADLINE = WORKER_TIMEOUT / 3
+ERROR_KEYS = {"error", "code", "status", "request_id", "details"}
+ROW = b'{"features": [5.1, 3.5, 1.4, 0.2]}'
+JSON = "Content-Type: application/json"
+ADMIN_TOKEN = "hostile-admin-token"
+
+
+@pytest.fixture(scope="module")
+def server(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
+    """2 workers, admin routes and the payload log on, a short worker timeout (read deadline)."""
+    folder = tmp_path_factory.mktemp("hostile")
+    settings = {
+        "GUNICORN_TIMEOUT": str(WORKER_TIMEOUT),
+        "ML_APP_ADMIN_TOKEN": ADMIN_TOKEN,
+        "ML_APP_PAYLOAD_LOG_DIR": str(folder / "payloads"),
+    }
+    with ready_gunicorn(demo_store, folder, workers=2, **settings) as running:
+        yield running
+        # Whatever the module sent, the log stayed JSON lines (log_entries parses each one).
+        assert running.log_entries()
+
+
+def assert_error_shape(answer: RawAnswer, status: int, code: str) -> dict:
+    """The one JSON error shape with `status` and `code`, tied to X-Request-ID; the body."""
+    assert (answer.status, answer.headers.get("content-type")) == (status, "application/json")
+    body = answer.json()
+    assert set(body) == ERROR_KEYS
+    assert (body["status"], body["code"], body["details"]) == (status, code, {})
+    assert body["request_id"] == answer.headers["x-request-id"]
+    return body
+
+
+def access_line(server: GunicornServer, request_id: str) -> dict:
+    """The access line the server wrote for `request_id`."""
+    (entry,) = [
+        e
+        for e in server.log_entries()
+        if e.get("request_id") == request_id and e["logger"] == "ml_app.access"
+    ]
+    return entry
+
+
+# Requests Gunicorn refuses before the app sees them: (request bytes, status, code).
+MALFORMED_REQUESTS = {
+    "garbage request line": (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    "lower-case method": (request_bytes("get", "/health"), 400, "bad_request"),
+    "HTTP/2.0 in plain text": (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 400, "bad_request"),
+    "non-UTF-8 bytes in the path": (
+        b"GET /models/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+        "bad_request",
+    ),
+    "bare LF line ends": (b"GET /health HTTP/1.1\nHost: x\n\n", 400, "bad_request"),
+    "9 KiB path": (request_bytes("GET", "/" + "a" * 9000), 414, "uri_too_long"),
+    "5 KiB query string": (request_bytes("GET", "/health?" + "a=1&" * 1200), 414, "uri_too_long"),
+    "header line over 8 KiB": (
+        request_bytes("GET", "/health", "X-Big: " + "a" * 9000),
+        431,
+        "request_header_fields_too_large",
+    ),
+    "10 KiB X-Request-ID": (
+        request_bytes("GET", "/health", "X-Request-ID: " + "a" * 10240),
+        431,
+        "request_header_fields_too_large",
+    ),
+    "150 headers": (
+        request_bytes("GET", "/health", *(f"X-H{i}: 1" for i in range(150))),
+        431,
+        "request_header_fields_too_large",
+    ),
+    "header name with a space": (
+        request_bytes("GET", "/health", "Bad Header: 1"),
+        400,
+        "bad_request",
+    ),
+    "control byte in X-Routing-Key": (
+        request_bytes("POST", "/predict", JSON, "X-Routing-Key: \x01\x01", body=ROW),
+        400,
+        "bad_request",
+    ),
+    "CR inside X-Request-ID": (
+        request_bytes("GET", "/health", "X-Request-ID: a\rb"),
+        400,
+        "bad_request",
+    ),
+    "folded header line": (
+        request_bytes("GET", "/health", "X-A: a", " b"),
+        400,
+        "bad_request",
+    ),
+    "Content-Length not a number": (
+        request_bytes("POST", "/predict", JSON, "Content-Length: abc", body=ROW),
+        400,
+        "bad_request",
+    ),
+    "two different Content-Lengths": (
+        request_bytes("POST", "/predict", JSON, "Content-Length: 5", "Content-Length: 34"),
+        400,
+        "bad_request",
+    ),
+    "chunked and Content-Length": (
+        request_bytes(
+            "POST",
+            "/predict",
+            JSON,
+            "Transfer-Encoding: chunked",
+            "Content-Length: 5",
+            body=b"22\r\n" + ROW + b"\r\n0\r\n\r\n",
+        ),
+        400,
+        "bad_request",
+    ),
+    "unknown transfer coding": (
+        request_bytes("POST", "/predict", JSON, "Transfer-Encoding: foo, chunked"),
+        501,
+        "not_implemented",
+    ),
+    "Expect that is not 100-continue": (
+        request_bytes("POST", "/predict", JSON, "Expect: teapot", f"Content-Length: {len(ROW)}"),
+        417,
+        "expectation_failed",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED_REQUESTS)
+def test_requests_gunicorn_refuses_get_the_one_shape_and_an_access_line(server, name):
+    data, status, code = MALFORMED_REQUESTS[name]
+    answer = exchange(server.port, data)
+    body = assert_error_shape(answer, status, code)
+    assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
+    assert body["error"].startswith("Malformed request: ")
+    line = access_line(server, body["request_id"])
+    assert (line["status"], line["error_code"], line["client"]) == (status, code, "127.0.0.1")
+
+
+def test_a_malformed_request_keeps_the_callers_request_id(server):
+    data = request_bytes("POST", "/predict", "X-Request-ID: probe-7", "Content-Length: -1")
+    body = assert_error_shape(exchange(server.port, data), 400, "bad_request")
+    assert body["request_id"] == "probe-7"
+    line = access_line(server, "probe-7")
+    assert (line["method"], line["path"], line["status"]) == ("POST", "/predict", 400)
+
+
+def _chunked(path: str, chunks: bytes, *headers: str) -> bytes:
+    return request_bytes("POST", path, JSON, "Transfer-Encoding: chunked", *headers, body=chunks)
+
+
+# Clients that start a request and stall or trickle: (parts sent, seconds between them).
+STALLS = {
+    "headers, then nothing": ([b"POST /predict HTTP/1.1\r\nHost: x\r\n"], 0.0),
+    "half a body, then nothing": (
+        [request_bytes("POST", "/predict", JSON, "Content-Length: 100", body=ROW[:10])],
+        0.0,
+    ),
+    "chunked body, no last chunk": (
+        [_chunked("/v2/models/iris/infer", b"22\r\n" + ROW + b"\r\n")],
+        0.0,
+    ),
+    "a byte of the head every half second": (
+        [bytes([byte]) for byte in request_bytes("GET", "/health", "X-Pad: " + "a" * 40)],
+        0.5,
+    ),
+    "a byte of the body every half second": (
+        [request_bytes("POST", "/feedback", JSON, "Content-Length: 60")] + [b" "] * 60,
+        0.5,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", STALLS)
+def test_a_stalled_client_gets_a_408_in_time_and_every_worker_lives(server, name):
+    parts, pause = STALLS[name]
+    workers = server.worker_pids()
+    # One stalled client more than there are workers: none of them may cost a worker.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(lambda _: exchange(server.port, *parts, pause=pause), range(3)))
+    for answer in answers:
+        body = assert_error_shape(answer, 408, "request_timeout")
+        assert body["error"] == f"The request did not arrive within {DEADLINE:g} seconds."
+        assert access_line(server, body["request_id"])["status"] == 408
+    # Two at once, then the third: each within its deadline, far from the worker timeout.
+    assert max(a.seconds for a in answers) < 2 * DEADLINE + 1.5 < WORKER_TIMEOUT
+    assert server.worker_pids() == workers
+    ok = requests.post(
+        server.url + "/predict", data=ROW, headers={"Content-Type": "application/json"}
+    )
+    assert ok.json()["prediction"] == "setosa"
