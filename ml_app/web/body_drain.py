@@ -7,6 +7,10 @@ a reset, which can destroy the answer before the client (or nginx, which then sa
 `UnreadBodyDrain` reads and drops the rest, up to the largest body the route would accept.
 A body declared larger than that is not read: the 413 is sent and the reset accepted, so a
 client cannot make a worker read more than an accepted request could.
+
+`CheckedInput` stands in for the server's body stream, for the app and the drain alike: a body
+that breaks off in the middle (a malformed chunk, a connection reset) fails the read with a
+400 in the one JSON shape instead of whatever the server raised, which would be a 500.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import get_content_length
+
+from ml_app.core.errors import ApiError, BadRequest
 
 _STEP = 64 * 1024
 
@@ -32,13 +39,44 @@ class UnreadBodyDrain:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """Call the app, then drain the body it left unread (the answer is not sent yet)."""
         source = environ.get("wsgi.input")  # the raw body, before any middleware swaps it
+        has_body = source is not None and _has_body(environ)
+        if has_body:
+            source = environ["wsgi.input"] = CheckedInput(source)
         answer = self.app(environ, start_response)
-        if source is not None and _has_body(environ):
+        if has_body:
             limit = self.limit_for_path(environ.get("PATH_INFO", ""))
             length = get_content_length(environ)
             if length is None or length <= limit:
                 drain(source, limit)
         return answer
+
+
+class CheckedInput:
+    """The server's body stream, its failures in the middle of a body turned into a 400."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read as the server's stream does."""
+        return self._checked(self._stream.read, size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read a line as the server's stream does."""
+        return self._checked(self._stream.readline, size)
+
+    @staticmethod
+    def _checked(read: Callable[[int | None], bytes], size: int | None) -> bytes:
+        # A reset or a malformed chunk (Gunicorn's ParseException); a client too slow is
+        # already an answer (RequestTimeout, 408) and passes through.
+        try:
+            return read(size)
+        except (ParseException, OSError, ValueError) as exc:
+            raise _malformed(exc) from None
+
+
+def _malformed(exc: Exception) -> BadRequest:
+    return BadRequest(f"The request body is malformed: {exc}.")
 
 
 def _has_body(environ: dict[str, Any]) -> bool:
@@ -53,5 +91,5 @@ def drain(stream: Any, limit: int) -> None:
     try:
         while left > 0 and (chunk := stream.read(min(_STEP, left))):
             left -= len(chunk)
-    except (ClientDisconnected, OSError, ValueError):
-        pass  # the client is gone, or sent a malformed chunk: nothing is left to protect
+    except (ApiError, ClientDisconnected, OSError, ValueError):
+        pass  # the client is gone, too slow, or sent a malformed chunk: nothing left to protect

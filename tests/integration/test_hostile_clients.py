@@ -163,6 +163,42 @@ def _chunked(path: str, chunks: bytes, *headers: str) -> bytes:
     return request_bytes("POST", path, JSON, "Transfer-Encoding: chunked", *headers, body=chunks)
 
 
+# Chunked bodies that break off in the middle: Gunicorn finds the fault while the app reads.
+BAD_CHUNKS = {
+    "chunk size not hex": b"zz\r\n" + ROW + b"\r\n0\r\n\r\n",
+    "chunk longer than its size": b"4\r\n" + ROW + b"\r\n0\r\n\r\n",
+    "chunk extension with a bare CR": b"22;a=\rb\r\n" + ROW + b"\r\n0\r\n\r\n",
+}
+BODY_ROUTES = {
+    "/predict": [],
+    "/v2/models/iris/infer": [],
+    "/invocations": [],
+    "/graphql": [],
+    "/feedback": [],
+    "/admin/models/iris/split": [f"Authorization: Bearer {ADMIN_TOKEN}"],
+}
+
+
+@pytest.mark.parametrize("fault", BAD_CHUNKS)
+@pytest.mark.parametrize("path", BODY_ROUTES)
+def test_a_malformed_chunked_body_is_a_400_on_every_body_route(server, path, fault):
+    method = "PUT" if path.startswith("/admin/") else "POST"
+    data = _chunked(path, BAD_CHUNKS[fault], *BODY_ROUTES[path]).replace(b"POST", method.encode())
+    answer = exchange(server.port, data)
+    assert answer.status == 400, answer.body
+    body = answer.json()
+    if path == "/graphql":  # GraphQL wraps the one shape in `errors[].extensions`
+        (error,) = body["errors"]
+        body = {"error": error["message"], **error["extensions"]}
+    if path == "/invocations":  # MLflow's own shape
+        assert body["error_code"] == "BAD_REQUEST"
+        assert body["message"].startswith("The request body is malformed: ")
+        return
+    assert (body["code"], body["status"]) == ("bad_request", 400)
+    assert body["error"].startswith("The request body is malformed: ")
+    assert access_line(server, answer.headers["x-request-id"])["status"] == 400
+
+
 # Clients that start a request and stall or trickle: (parts sent, seconds between them).
 STALLS = {
     "headers, then nothing": ([b"POST /predict HTTP/1.1\r\nHost: x\r\n"], 0.0),
