@@ -239,3 +239,78 @@ def test_a_stalled_client_gets_a_408_in_time_and_every_worker_lives(server, name
         server.url + "/predict", data=ROW, headers={"Content-Type": "application/json"}
     )
     assert ok.json()["prediction"] == "setosa"
+
+
+HUGE = "x" * 200_000  # a name or field a client made up, echoed back by an error
+# Bodies whose error repeats something the client sent: (path, body, status, whole message,
+# whether the request is a prediction the payload log records).
+ECHOES = {
+    "native: unknown feature name": (
+        "/predict",
+        {"features": {HUGE: 1.0}},
+        422,
+        f"Invalid input: features.{HUGE}: Unknown feature.",
+        True,
+    ),
+    "native: unknown member": (
+        "/models/iris/predict",
+        {"features": [1, 2, 3, 4], HUGE: 1},
+        422,
+        f"Invalid input: {HUGE}: Unknown field.",
+        True,
+    ),
+    "V1: unknown feature name": (
+        "/v1/models/iris:predict",
+        {"instances": [{HUGE: 1}]},
+        400,
+        f"Invalid input: instances.0.{HUGE}: Unknown feature.",
+        True,
+    ),
+    "MLflow: unknown column": (
+        "/invocations",
+        {"dataframe_split": {"columns": [HUGE], "data": [[1]]}},
+        400,
+        f"Invalid input: dataframe_split.0.{HUGE}: Unknown feature.",
+        True,
+    ),
+    "GraphQL: unknown model in a variable": (
+        "/graphql",
+        {"query": "query($n: String!) { model(name: $n) { name } }", "variables": {"n": HUGE}},
+        200,
+        f"Model '{HUGE}' is not in the store.",
+        False,
+    ),
+    "GraphQL: unknown field": (
+        "/graphql",
+        {"query": "{ " + HUGE + " }"},
+        400,
+        f"Cannot query field '{HUGE}' on type 'Query'.",
+        False,
+    ),
+}
+
+
+def _message(body: dict) -> str:
+    if "errors" in body:
+        return body["errors"][0]["message"]
+    return body.get("error") or body["message"]  # MLflow's shape says `message`
+
+
+@pytest.mark.parametrize("name", ECHOES)
+def test_an_error_repeats_at_most_1000_characters_of_what_the_client_sent(server, name):
+    path, sent, status, whole, predicts = ECHOES[name]
+    answer = requests.post(server.url + path, json=sent, timeout=10)
+    assert answer.status_code == status
+    clipped = f"{whole[:1000]}... ({len(whole) - 1000} more characters)"
+    assert _message(answer.json()) == clipped
+    # The message and the one field `details` names: about 1000 characters each, not 200 000.
+    assert len(answer.content) < 4000
+    request_id = answer.headers["X-Request-ID"].encode()
+    events = [
+        line
+        for segment in (server.log_path.parent / "payloads").iterdir()
+        for line in segment.read_bytes().splitlines()
+        if request_id in line
+    ]
+    assert len(events) == predicts  # the refused prediction's event: as bounded as the answer
+    assert all(len(line) < 4000 for line in events)

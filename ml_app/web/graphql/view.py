@@ -22,7 +22,7 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from ml_app.core.config import Settings
-from ml_app.core.errors import ApiError, BadRequest
+from ml_app.core.errors import ApiError, BadRequest, clipped, clipped_details
 from ml_app.core.validation import MatrixContext
 from ml_app.web.body import read_json_object
 from ml_app.web.context import request_context
@@ -109,12 +109,12 @@ class ModelServerGraphQLView(GraphQLView):
         for error in result.errors or ():
             status, code, message, details, headers = _describe(error)
             member = error.formatted
-            member["message"] = message
+            member["message"] = clipped(message)
             member["extensions"] = {
                 "code": code,
                 "status": status,
                 "request_id": context.request_id,
-                "details": details,
+                "details": clipped_details(details),
             }
             errors.append(member)
             if headers:  # e.g. Retry-After on rate_limited
