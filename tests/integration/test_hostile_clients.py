@@ -314,3 +314,27 @@ def test_an_error_repeats_at_most_1000_characters_of_what_the_client_sent(server
     ]
     assert len(events) == predicts  # the refused prediction's event: as bounded as the answer
     assert all(len(line) < 4000 for line in events)
+
+
+# /metrics with the `name[]` filter prometheus_client offers: (query, families in the answer).
+METRICS_QUERIES = {
+    "one family": ("name[]=ml_app_model_ready", {"ml_app_model_ready"}),
+    "two families": (
+        "name[]=ml_app_model_ready&name[]=ml_app_model_backend",
+        {"ml_app_model_ready", "ml_app_model_backend"},
+    ),
+    "a name nothing has": ("name[]=no_such_metric", set()),
+    "a name that is not UTF-8": ("name[]=%ff%fe", set()),
+}
+
+
+@pytest.mark.parametrize("name", METRICS_QUERIES)
+def test_metrics_filtered_by_name_answer_those_families(server, name):
+    query, families = METRICS_QUERIES[name]
+    answer = requests.get(f"{server.url}/metrics?{query}", timeout=10)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    typed = set(re.findall(r"^# TYPE (\S+) ", answer.text, re.MULTILINE))
+    assert typed == families
+    if families:  # every demo model's series are there, merged across the workers
+        assert 'ml_app_model_ready{model="iris",version="1"} 1.0' in answer.text
