@@ -4,6 +4,7 @@ shape with a fitting status, never HTML, a reset, a hang or a dead worker."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,12 +27,13 @@ ADMIN_TOKEN = "hostile-admin-token"
 def server(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     """2 workers, admin routes and the payload log on, a short worker timeout (read deadline)."""
     folder = tmp_path_factory.mktemp("hostile")
+    store = Path(shutil.copytree(demo_store, folder / "store"))  # admin routes may write to it
     settings = {
         "GUNICORN_TIMEOUT": str(WORKER_TIMEOUT),
         "ML_APP_ADMIN_TOKEN": ADMIN_TOKEN,
         "ML_APP_PAYLOAD_LOG_DIR": str(folder / "payloads"),
     }
-    with ready_gunicorn(demo_store, folder, workers=2, **settings) as running:
+    with ready_gunicorn(store, folder, workers=2, **settings) as running:
         yield running
         # Whatever the module sent, the log stayed JSON lines (log_entries parses each one).
         assert running.log_entries()
@@ -338,3 +340,65 @@ def test_metrics_filtered_by_name_answer_those_families(server, name):
     assert typed == families
     if families:  # every demo model's series are there, merged across the workers
         assert 'ml_app_model_ready{model="iris",version="1"} 1.0' in answer.text
+
+
+@pytest.fixture(scope="module")
+def admin_server(
+    demo_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornServer]:
+    """2 workers with admin routes, Gunicorn's default timeout: a registration takes seconds."""
+    folder = tmp_path_factory.mktemp("hostile-admin")
+    store = Path(shutil.copytree(demo_store, folder / "store"))
+    with ready_gunicorn(store, folder, workers=2, ML_APP_ADMIN_TOKEN=ADMIN_TOKEN) as running:
+        yield running
+
+
+def _register(server: GunicornServer, name: str = "iris", **form: str) -> requests.Response:
+    artifact = (server.log_path.parent / "store" / "iris" / "1" / "model.skops").read_bytes()
+    return requests.post(
+        f"{server.url}/admin/models/{name}/versions",
+        files={"artifact": ("model.skops", artifact)},
+        data=form,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+
+
+# Registrations the operator got wrong: (model name in the path, form fields, error message).
+BAD_REGISTRATIONS = {
+    "feature_names a number": (
+        "iris",
+        {"metadata": '{"feature_names": 5}'},
+        "metadata: feature_names must be a list of strings",
+    ),
+    "feature_names holding numbers": (
+        "iris",
+        {"metadata": '{"feature_names": [1, 2, 3, 4]}'},
+        "metadata: feature_names must be a list of strings",
+    ),
+    "reference_sample of strings": (
+        "iris",
+        {"metadata": '{"reference_sample": [["a", "b", "c", "d"]]}'},
+        "metadata: reference_sample must be a list of rows of numbers",
+    ),
+    "baseline a string": (
+        "iris",
+        {"metadata": '{"baseline": "x"}'},
+        "metadata: baseline must be an object",
+    ),
+    "NUL in the version": ("iris", {"version": "a\x00b"}, "invalid version 'a\\x00b'"),
+    "NUL in the alias": ("iris", {"alias": "a\x00b"}, "invalid alias 'a\\x00b': use a name"),
+    "NUL in the model name": ("ir%00is", {}, "invalid model name 'ir\\x00is'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REGISTRATIONS)
+def test_a_registration_with_wrong_types_or_names_is_a_422_and_writes_nothing(admin_server, case):
+    server = admin_server
+    name, form, message = BAD_REGISTRATIONS[case]
+    answer = _register(server, name, **form)
+    assert answer.status_code == 422, answer.text[:300]
+    body = answer.json()
+    assert (body["code"], body["status"]) == ("invalid_input", 422)
+    assert body["error"].startswith(message)
+    assert sorted(p.name for p in (server.log_path.parent / "store" / "iris").iterdir()) == ["1"]
