@@ -402,3 +402,87 @@ def test_a_registration_with_wrong_types_or_names_is_a_422_and_writes_nothing(ad
     assert (body["code"], body["status"]) == ("invalid_input", 422)
     assert body["error"].startswith(message)
     assert sorted(p.name for p in (server.log_path.parent / "store" / "iris").iterdir()) == ["1"]
+
+
+NOT_FINITE = "Not a finite number."
+NATIVE_BODIES = {  # body: (status, code, message); a 200 answers setosa
+    b"": (400, "bad_request", "Request body is empty; send a JSON object."),
+    b"null": (400, "bad_request", "Request body must be a JSON object, not null."),
+    b"[]": (400, "bad_request", "Request body must be a JSON object, not an array."),
+    b'"x"': (400, "bad_request", "Request body must be a JSON object, not a string."),
+    b"1": (400, "bad_request", "Request body must be a JSON object, not a number."),
+    b"true": (400, "bad_request", "Request body must be a JSON object, not a boolean."),
+    b'{"features":[1,2,3,4],"features":[5.1,3.5,1.4,0.2]}': (200, None, None),  # the last wins
+    b'\xef\xbb\xbf{"features":[5.1,3.5,1.4,0.2]}': (200, None, None),  # a UTF-8 BOM
+    '{"features":[5.1,3.5,1.4,0.2]}'.encode("utf-16"): (200, None, None),  # JSON allows it
+    b'{"features":[-0.0,3.5,1.4,0.2]}': (200, None, None),
+    # The first feature odd, the other three fine: (its JSON, what is wrong with it).
+    **{
+        b'{"features":[' + cell + b",1,1,1]}": (
+            422,
+            "invalid_input",
+            f"Invalid input: features.0: {problem}",
+        )
+        for cell, problem in [
+            (b"1e400", NOT_FINITE),
+            (b"9" * 400, NOT_FINITE),
+            (b"NaN", NOT_FINITE),
+            (b"-Infinity", NOT_FINITE),
+            (b"true", "Must be a number, not bool."),
+            (b'"1"', "Must be a number, not str."),
+            (b"null", "Must be a number, not null."),
+        ]
+    },
+    b'{"features":[]}': (
+        422,
+        "invalid_input",
+        "Invalid input: features: Expected 4 features, got 0.",
+    ),
+    b'{"features":' + b"[" * 100_000 + b"]" * 100_000 + b"}": (413, "payload_too_large", None),
+    b'{"features":[5.1,3.5,1.4,0.2],"x":"\xff"}': (
+        400,
+        "bad_request",
+        "Malformed JSON: str is not valid UTF-8: surrogates not allowed: line 1 column 1 (char 0).",
+    ),
+}
+
+
+@pytest.mark.parametrize("body", NATIVE_BODIES, ids=lambda body: repr(body[:40]))
+def test_odd_json_bodies_get_their_answer(server, body):
+    status, code, message = NATIVE_BODIES[body]
+    answer = requests.post(
+        server.url + "/predict", data=body, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert answer.status_code == status, answer.text[:300]
+    if status == 200:
+        assert answer.json()["prediction"] == "setosa"
+        return
+    error = answer.json()
+    assert set(error) == ERROR_KEYS
+    assert (error["code"], error["request_id"]) == (code, answer.headers["X-Request-ID"])
+    assert message is None or error["error"] == message
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/feedback", b"null", "Request body must be a JSON object or array, not null."),
+        ("/feedback", b"7", "Request body must be a JSON object or array, not a number."),
+        (
+            "/graphql",
+            b'{"query": "{ models { name } }", "variables": [1]}',
+            "variables must be an object or null, not an array.",
+        ),
+        ("/graphql", b'{"query": 5}', "query must be a string or null, not a number."),
+    ],
+)
+def test_bodies_of_the_wrong_json_type_are_named_in_json_terms(server, path, body, message):
+    answer = requests.post(
+        server.url + path, data=body, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert answer.status_code == 400
+    error = answer.json()
+    if path == "/graphql":
+        (member,) = error["errors"]
+        error = {"error": member["message"], **member["extensions"]}
+    assert (error["error"], error["code"]) == (message, "bad_request")
