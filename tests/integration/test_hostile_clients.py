@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from ml_app import create_app
 from tests.support.raw_http import RawAnswer, exchange, request_bytes
 from tests.support.server import GunicornServer, ready_gunicorn
 
@@ -486,3 +487,39 @@ def test_bodies_of_the_wrong_json_type_are_named_in_json_terms(server, path, bod
         (member,) = error["errors"]
         error = {"error": member["message"], **member["extensions"]}
     assert (error["error"], error["code"]) == (message, "bad_request")
+
+
+def _registered_routes(store: Path) -> dict[str, set[str]]:
+    """Every route the app registers (admin included), its variables filled in: the methods
+    that path allows (all the rules it matches: /v1/models/iris:predict matches two)."""
+    app = create_app({"store": store, "admin_token": ADMIN_TOKEN})
+    values = {"name": "iris", "version": "1", "alias": "prod", "path": "index.css"}
+    adapter = app.url_map.bind("127.0.0.1")
+    routes = {}
+    for rule in app.url_map.iter_rules():
+        path = rule.rule
+        for variable in rule.arguments:
+            path = re.sub(rf"<(?:\w+:)?{variable}>", values[variable], path)
+        routes[path] = set(adapter.allowed_methods(path))
+    return routes
+
+
+ODD_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND", "BREW")
+
+
+def test_every_route_refuses_the_methods_it_lacks_with_a_405_in_the_one_shape(server):
+    allowed = _registered_routes(server.log_path.parent / "store")
+    assert len(allowed) >= 40
+    for path, methods in allowed.items():
+        for method in (m for m in ODD_METHODS if m not in methods):
+            answer = requests.request(
+                method, server.url + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+            assert answer.status_code == 405, (method, path, answer.text[:200])
+            assert set(answer.headers["Allow"].split(", ")) == methods, (method, path)
+            body = answer.json()
+            assert set(body) == ERROR_KEYS, (method, path)
+            assert (body["code"], body["error"]) == (
+                "method_not_allowed",
+                f"{method} is not allowed here; use {answer.headers['Allow']}.",
+            )
