@@ -53,33 +53,36 @@ def read_deadline(worker_timeout: float) -> float | None:
 
 
 class ReadDeadlineSocket:
-    """A client socket whose reads must all be done by a deadline; sends wait `seconds` at most.
+    """A client socket whose reads must be done by a deadline; sends wait `seconds` at most.
 
     A read past the deadline raises RequestTimeout (408), which Gunicorn hands to the worker's
     `handle_error` while it reads the request head, and the app renders while it reads the body.
+    A read may wait at most half again the time left, so the request is cut off by 1.5 times
+    `seconds`; a request that arrives in time changes the socket's timeout once, at the start.
     Once Gunicorn starts closing (shutdown), reads are its own lingering close: no deadline.
     """
 
     def __init__(self, sock: Any, seconds: float) -> None:
         self._sock = sock
-        self._seconds = seconds
+        self._seconds = self._wait = seconds
         self._deadline: float | None = time.monotonic() + seconds
         sock.settimeout(seconds)
 
     def recv(self, size: int, *flags: int) -> bytes:
         """Read as the socket does, but fail with RequestTimeout past the deadline."""
-        if self._deadline is None:
-            return self._sock.recv(size, *flags)
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._timeout()
-        self._sock.settimeout(remaining)
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._timeout()
+            if remaining < self._wait / 2:  # a slow request: waits shrink as the deadline nears
+                self._wait = remaining
+                self._sock.settimeout(remaining)
         try:
             return self._sock.recv(size, *flags)
         except TimeoutError:
+            if self._deadline is None:
+                raise
             raise self._timeout() from None
-        finally:
-            self._sock.settimeout(self._seconds)  # what the sends that follow may wait
 
     def shutdown(self, how: int) -> None:
         """Start closing; Gunicorn's lingering close reads with its own timeout from here."""
