@@ -222,15 +222,8 @@ class SingleRowRequest(Schema):
 
 
 # What JSON calls each parsed value's type: answers speak JSON, not Python.
-_JSON_KINDS = {
-    type(None): "null",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-    str: "a string",
-    list: "an array",
-    dict: "an object",
-}
+_JSON_KINDS = {type(None): "null", bool: "a boolean", int: "a number", float: "a number"}
+_JSON_KINDS |= {str: "a string", list: "an array", dict: "an object"}
 
 
 def json_kind(value: Any) -> str:

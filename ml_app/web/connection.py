@@ -20,7 +20,7 @@ import orjson
 from gunicorn import util
 from gunicorn.http import errors as parse_errors
 
-from ml_app.core.errors import ApiError, RequestTimeout
+from ml_app.core.errors import ApiError, RequestTimeout, clipped
 from ml_app.core.logformat import encodable, log_access
 
 # Not ml_app.web.context: gunicorn.conf.py imports this module before the metrics directory
@@ -110,7 +110,7 @@ def answer_error(client: Any, req: Any, exc: BaseException, started: float) -> N
     """Write the one JSON error shape for `exc` to the client, and the request's access line."""
     req = req or getattr(exc, "req", None)  # a bad header: Gunicorn keeps what it had read
     status, code = error_status(exc)
-    message = "Internal server error." if status == 500 else _message(exc)
+    message = "Internal server error." if status == 500 else clipped(_message(exc))
     request_id = request_id_from(_header(req, REQUEST_ID_HEADER.upper()))
     if status == 500:
         log.error("error outside the app", exc_info=exc, extra={"request_id": request_id})
