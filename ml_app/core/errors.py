@@ -2,6 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+# Errors repeat what the client sent (a name, a field, a value): past this many characters the
+# rest is left out, so a made-up 1 MB name is neither answered back nor logged at its size.
+ECHO_LIMIT = 1000
+
+
+def clipped(text: str) -> str:
+    """`text`, or its first ECHO_LIMIT characters and how many more there were."""
+    if len(text) <= ECHO_LIMIT:
+        return text
+    return f"{text[:ECHO_LIMIT]}... ({len(text) - ECHO_LIMIT} more characters)"
+
+
+def clipped_details(details: dict[str, Any]) -> dict[str, Any]:
+    """An error's details with each field name and message clipped (see `clipped`)."""
+    return {
+        clipped(str(key)): [clipped(m) if isinstance(m, str) else m for m in value]
+        if isinstance(value, list)
+        else value
+        for key, value in details.items()
+    }
+
 
 class ApiError(Exception):
     """Base of every error the API answers on purpose; carries status, code and details."""
@@ -61,6 +84,12 @@ class UnsupportedMediaType(ApiError):
     """The request body is not sent in a content type (or encoding) the route accepts."""
 
     status, code = 415, "unsupported_media_type"
+
+
+class RequestTimeout(ApiError):
+    """The client did not send its whole request in time (headers or body stalled)."""
+
+    status, code = 408, "request_timeout"
 
 
 class RateLimited(ApiError):

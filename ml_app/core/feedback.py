@@ -14,7 +14,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from ml_app.core.errors import ApiError, BadRequest
 from ml_app.core.payload_events import PREDICTION_ID
-from ml_app.core.validation import check_row_count
+from ml_app.core.validation import check_row_count, json_kind
 
 
 class FeedbackNeedsPayloadLog(ApiError):
@@ -93,7 +93,7 @@ def load_feedback(body: Any, max_items: int) -> list[dict[str, Any]]:
     if isinstance(body, dict):
         return [FeedbackItem().load(body)]
     if not isinstance(body, list):
-        raise BadRequest(f"Request body must be a JSON object or list, not {type(body).__name__}.")
+        raise BadRequest(f"Request body must be a JSON object or array, not {json_kind(body)}.")
     if not body:
         raise ValidationError({"body": ["Send at least one feedback item."]})
     check_row_count(len(body), max_items)

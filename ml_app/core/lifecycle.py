@@ -87,12 +87,7 @@ def register_version(store: ModelStore, policy: LoadPolicy, new: NewVersion) -> 
     left serving unversioned traffic half-registered.
     """
     name = new.name
-    if not is_valid_name(name):
-        raise LifecycleError(f"invalid model name {name!r}")
-    if new.version is not None and not is_valid_name(new.version):
-        raise LifecycleError(f"invalid version {new.version!r}")
-    if new.alias is not None:
-        check_alias_name(new.alias)
+    check_new_version_names(new)
     try:
         estimator, trained_with = load_artifact(Path(new.artifact), policy)
 
@@ -160,6 +155,16 @@ def _undone_on_failure(store: ModelStore, name: str, version_folder: Path) -> It
         else:
             write_bytes_atomic(routing_file, saved)
         raise
+
+
+def check_new_version_names(new: NewVersion) -> None:
+    """LifecycleError unless the model name, version and alias of `new` are path-safe names."""
+    if not is_valid_name(new.name):
+        raise LifecycleError(f"invalid model name {new.name!r}")
+    if new.version is not None and not is_valid_name(new.version):
+        raise LifecycleError(f"invalid version {new.version!r}")
+    if new.alias is not None:
+        check_alias_name(new.alias)
 
 
 def check_alias_name(alias: str) -> None:

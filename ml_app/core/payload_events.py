@@ -11,6 +11,7 @@ the sha256 of the inputs' JSON, so one huge batch cannot fill the disk or stall 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 import uuid
@@ -30,9 +31,16 @@ SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 # What feedback names a prediction by: its request id, with `#<n>` for the n-th (n >= 2)
 # prediction of a request that made several (a GraphQL query); no request id holds a `#`.
 PREDICTION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}(#([2-9]|[1-9][0-9]{1,5}))?$")
+REQUEST_ID_HEADER = "X-Request-ID"
 INFERENCE = "ml_app.inference"
 FEEDBACK = "ml_app.feedback"
 _LINE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
+
+
+def request_id_from(incoming: str) -> str:
+    """The caller's request id when it is a short plain token, else a fresh random one."""
+    # 128 random bits as 32 hex digits, like uuid4().hex at a fifth of the cost.
+    return incoming if SAFE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
 
 
 @dataclass(slots=True)

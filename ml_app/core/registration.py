@@ -40,6 +40,7 @@ def build_metadata(
     store: ModelStore, name: str, version: str, estimator: Any, given: dict[str, Any]
 ) -> dict[str, Any]:
     """Metadata for a new version: the model's declared inputs/outputs, then what was given."""
+    check_given_metadata(given)
     metadata = {**_inherited(store, name), **given}
     if not metadata.get("feature_names") and hasattr(estimator, "feature_names_in_"):
         metadata["feature_names"] = [str(n) for n in estimator.feature_names_in_]
@@ -61,6 +62,38 @@ def build_metadata(
         },
     )
     return metadata
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _number_rows(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(row, list)
+        and all(isinstance(cell, int | float) and not isinstance(cell, bool) for cell in row)
+        for row in value
+    )
+
+
+# The shape each declared key must have before anything reads it: (check, what it must be).
+_GIVEN_SHAPES = {
+    "feature_names": (_strings, "a list of strings"),
+    "target_names": (lambda v: isinstance(v, list), "a list"),
+    "task": (lambda v: isinstance(v, str), "a string"),
+    "reference_sample": (_number_rows, "a list of rows of numbers"),
+    "baseline": (lambda v: isinstance(v, dict), "an object"),
+    "entity_key": (lambda v: isinstance(v, str), "a string"),
+    "feature_source": (lambda v: isinstance(v, str), "a string"),
+    "feature_defaults": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def check_given_metadata(given: dict[str, Any]) -> None:
+    """StoreError when a key the registration reads is given with the wrong shape."""
+    for key, (fits, shape) in _GIVEN_SHAPES.items():
+        if key in given and not fits(given[key]):
+            raise StoreError(f"metadata: {key} must be {shape}, not {type(given[key]).__name__}")
 
 
 def validate_candidate(name: str, version: str, estimator: Any, metadata: dict[str, Any]) -> None:

@@ -15,7 +15,13 @@ from pathlib import Path
 import orjson
 
 from ml_app.core.config import Settings, child_environment
-from ml_app.core.lifecycle import LifecycleError, NewVersion, NotInStore, Registration
+from ml_app.core.lifecycle import (
+    LifecycleError,
+    NewVersion,
+    NotInStore,
+    Registration,
+    check_new_version_names,
+)
 
 # What the child must see as the server does: where the store is and what loading allows.
 _POLICY_SETTINGS = ("store", "allow_version_mismatch", "trusted_types", "backend")
@@ -29,6 +35,7 @@ class RegistrationCrashed(RuntimeError):
 
 def register_in_child(settings: Settings, new: NewVersion, metadata_file: Path) -> Registration:
     """Run the registration command for `new` (metadata already in `metadata_file`)."""
+    check_new_version_names(new)  # here too: a name the command line cannot carry (NUL)
     command = [sys.executable, "-m", "ml_app", "models", "--store", str(settings.store)]
     command += ["register", new.name, str(new.artifact), "--json", "--metadata", str(metadata_file)]
     if new.version:

@@ -221,6 +221,16 @@ class SingleRowRequest(Schema):
     features = FeatureRows(single_row=True, required=True)
 
 
+# What JSON calls each parsed value's type: answers speak JSON, not Python.
+_JSON_KINDS = {type(None): "null", bool: "a boolean", int: "a number", float: "a number"}
+_JSON_KINDS |= {str: "a string", list: "an array", dict: "an object"}
+
+
+def json_kind(value: Any) -> str:
+    """A parsed JSON value's type as JSON names it ("null", "an array", ...)."""
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
 def parse_json_object(raw: bytes, limits: MatrixContext | None = None) -> dict[str, Any]:
     """A body's bytes as a JSON object; BadRequest when they are not one.
 
@@ -228,7 +238,7 @@ def parse_json_object(raw: bytes, limits: MatrixContext | None = None) -> dict[s
     """
     body = parse_json(raw, limits)
     if not isinstance(body, dict):
-        raise BadRequest(f"Request body must be a JSON object, not {type(body).__name__}.")
+        raise BadRequest(f"Request body must be a JSON object, not {json_kind(body)}.")
     return body
 
 

@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ml_app.core.errors import ApiError
+from ml_app.core.errors import ApiError, clipped, clipped_details
 from ml_app.web.context import request_context
 from ml_app.web.responses import json_response
 
@@ -41,13 +41,15 @@ def error_response(
 ) -> Response:
     """Render the one JSON error shape; the request id ties the body to the log line."""
     context = request_context()
+    message = clipped(message)
     context.error_code, context.error_message = code, message
     body: dict[str, Any] = {
         "error": message,
         "code": code,
         "status": status,
         "request_id": context.request_id,
-        "details": details or {},  # always there: one shape for every error
+        # Always there, one shape for every error.
+        "details": clipped_details(details) if details else {},
     }
     reshape = current_app.extensions.get(_ERROR_SHAPES_KEY, {}).get(request.blueprint)
     if reshape is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from werkzeug.wsgi import get_content_length
 
-from ml_app.web.body_drain import drain, has_body
+from ml_app.web.body_drain import CheckedInput, drain, has_body
 from ml_app.web.encoding import decode_body
 
 
@@ -35,6 +35,8 @@ class RequestBodies:
             return self.app(environ, start_response)
         limit = self.limit_for_path(environ.get("PATH_INFO", ""))
         source = environ.get("wsgi.input")  # the raw body, before decoding swaps it
+        if source is not None:  # a body that breaks off is a 400 for decoding, app and drain
+            source = environ["wsgi.input"] = CheckedInput(source)
         length = get_content_length(environ)  # as sent: decoding rewrites it
         if encoded:
             decode_body(environ, limit)

@@ -19,11 +19,13 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 from gunicorn.workers.sync import SyncWorker
 
 from ml_app.core.drain import DrainMarker
+from ml_app.web.connection import ReadDeadlineSocket, answer_error, read_deadline
 
 
 class _Bound:
@@ -38,7 +40,25 @@ class _Bound:
 
 
 class DrainingSyncWorker(SyncWorker):
-    """Gunicorn's sync worker that lets go of the listening socket the moment it must stop."""
+    """Gunicorn's sync worker that lets go of the listening socket the moment it must stop.
+
+    It also bounds how long a request may take to arrive, and answers what Gunicorn refuses
+    itself in the one JSON error shape (see ml_app.web.connection).
+    """
+
+    _accepted = 0.0  # when the connection being handled was taken (for its access line)
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        """Serve one connection, its reads bounded by the read deadline."""
+        self._accepted = time.perf_counter()
+        seconds = read_deadline(self.cfg.timeout)
+        if seconds is not None and not self.cfg.is_ssl:  # Gunicorn's TLS must wrap a real socket
+            client = ReadDeadlineSocket(client, seconds)
+        super().handle(listener, client, addr)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer an error met outside the app in the one JSON shape (not Gunicorn's HTML)."""
+        answer_error(client, req, exc, self._accepted)
 
     def init_signals(self) -> None:
         """Gunicorn's signals, but SIGTERM goes to a thread that waits for it (see module)."""

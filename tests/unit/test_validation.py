@@ -101,8 +101,8 @@ def test_batch_rows_are_validated_only_by_predict_batch(client):
     [
         (b'{"features": [5.1, 3.5', "application/json", 400, "bad_request", "Malformed JSON"),
         (b"", "application/json", 400, "bad_request", "empty"),
-        (b"[5.1, 3.5, 1.4, 0.2]", "application/json", 400, "bad_request", "not list"),
-        (b'"hello"', "application/json", 400, "bad_request", "not str"),
+        (b"[5.1, 3.5, 1.4, 0.2]", "application/json", 400, "bad_request", "not an array"),
+        (b'"hello"', "application/json", 400, "bad_request", "not a string"),
         (b"\xff\xfe", "application/json", 400, "bad_request", "Malformed JSON"),
         (b"[" * 100_000, "application/json", 400, "bad_request", "Malformed JSON"),
         (

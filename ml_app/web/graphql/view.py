@@ -22,8 +22,8 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from ml_app.core.config import Settings
-from ml_app.core.errors import ApiError, BadRequest
-from ml_app.core.validation import MatrixContext
+from ml_app.core.errors import ApiError, BadRequest, clipped, clipped_details
+from ml_app.core.validation import MatrixContext, json_kind
 from ml_app.web.body import read_json_object
 from ml_app.web.context import request_context
 from ml_app.web.errors import register_error_shape, validation_summary
@@ -49,7 +49,8 @@ def in_graphql_shape(body: dict[str, Any]) -> dict[str, Any]:
 def _member(body: dict[str, Any], name: str, kind: type) -> Any:
     value = body.get(name)
     if value is not None and not isinstance(value, kind):
-        raise BadRequest(f"{name} must be a {kind.__name__} or null.")
+        wanted = json_kind(kind())
+        raise BadRequest(f"{name} must be {wanted} or null, not {json_kind(value)}.")
     return value
 
 
@@ -109,12 +110,12 @@ class ModelServerGraphQLView(GraphQLView):
         for error in result.errors or ():
             status, code, message, details, headers = _describe(error)
             member = error.formatted
-            member["message"] = message
+            member["message"] = clipped(message)
             member["extensions"] = {
                 "code": code,
                 "status": status,
                 "request_id": context.request_id,
-                "details": details,
+                "details": clipped_details(details),
             }
             errors.append(member)
             if headers:  # e.g. Retry-After on rate_limited

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ml_app.core.errors import ApiError, UnsupportedMediaType
+from ml_app.core.errors import ApiError, UnsupportedMediaType, clipped
 from ml_app.core.tabular import csv_rows
 from ml_app.core.validation import MatrixContext
 from ml_app.version import VERSION
@@ -94,6 +94,7 @@ def mlflow_error(status: int, code: str, message: str) -> Response:
     `code` is ml_app's own error code, kept for the request log and the metrics.
     """
     status = 400 if status == 422 else status
+    message = clipped(message)
     context = request_context()
     context.error_code, context.error_message = code, message
     mlflow_code = _ERROR_CODES.get(status, "INTERNAL_ERROR")
