@@ -161,14 +161,6 @@ def test_given_and_looked_up_features_mix(setup):
     assert IRIS_FEATURES[2:] == list(given)
 
 
-def _served_in(server: GunicornServer, answer: requests.Response) -> float:
-    """Seconds the server spent on the request (its access line's latency): unlike the
-    client's clock, it leaves out the time the request queued for a worker on a busy machine."""
-    request_id = answer.headers["X-Request-ID"]
-    (entry,) = [e for e in server.log_entries() if e.get("request_id") == request_id]
-    return entry["latency_ms"] / 1000
-
-
 def test_a_redis_that_never_answers_is_504_within_the_timeout(setup):
     server, _, silent = setup
     silent.new_connections()
@@ -176,7 +168,7 @@ def test_a_redis_that_never_answers_is_504_within_the_timeout(setup):
     assert answer.status_code == 504
     assert answer.json()["code"] == "feature_store_timeout"
     assert set(answer.json()) == {"error", "code", "status", "request_id", "details"}
-    assert TIMEOUT <= _served_in(server, answer) < TIMEOUT + SLACK
+    assert TIMEOUT <= server.served_in(answer.headers["X-Request-ID"]) < TIMEOUT + SLACK
     # it gave up after one wait: no second connection, no retry behind the timeout
     assert silent.new_connections() == 1
 
@@ -191,7 +183,7 @@ def test_a_stopped_redis_is_503_within_the_timeout(setup):
         answer = _post(server, "/models/diabetes/versions/2/predict", {"entities": [{"row_id": 5}]})
         assert answer.status_code == 503
         assert answer.json()["code"] == "feature_store_unavailable"
-        assert _served_in(server, answer) < TIMEOUT + SLACK
+        assert server.served_in(answer.headers["X-Request-ID"]) < TIMEOUT + SLACK
     # Answers by features go on as before.
     assert _post(server, "/models/diabetes/versions/2/predict", {"features": row}).json() == served
     # Redis back (empty: no persistence): each worker reconnects on its own, no restart.
