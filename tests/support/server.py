@@ -104,7 +104,6 @@ class GunicornServer:
         defaults = {
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
-            "GUNICORN_BIND": f"fd://{self.listener.fileno()}",
             "WEB_CONCURRENCY": str(workers),
             "ML_APP_STORE": str(store),
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
@@ -119,7 +118,7 @@ class GunicornServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--config", self.config],
                 cwd=PROJECT_ROOT,
-                env=self.env,
+                env={**self.env, "GUNICORN_BIND": f"fd://{self.listener.fileno()}"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 pass_fds=(self.listener.fileno(),),
