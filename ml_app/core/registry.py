@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from ml_app.core import metrics
 from ml_app.core.loading import build_snapshot
@@ -28,10 +29,12 @@ class ModelRegistry:
         self.default_model = default_model
         self._snapshot = Snapshot({}, default_model, "models not loaded yet")
         self._reloading = threading.Lock()  # one build at a time; readers never wait on it
+        self._checked_at: float | None = None  # Unix time the last look at the store began
 
     def load_all(self) -> None:
         """Load every version of every model from scratch; failures are recorded, never raised."""
         with self._reloading:
+            self._checked_at = time.time()
             self._swap(build_snapshot(self.store, self.policy, self.default_model, None))
 
     def refresh(self) -> bool:
@@ -61,6 +64,7 @@ class ModelRegistry:
 
     def _rebuild(self) -> bool:
         current = self._snapshot
+        previous_check, self._checked_at = self._checked_at, time.time()
         if self.store.fingerprint() == current.fingerprint:
             return False
         fresh = build_snapshot(self.store, self.policy, self.default_model, current)
@@ -69,7 +73,7 @@ class ModelRegistry:
         else:
             metrics.STORE_RELOADS.labels("applied").inc()
         self._swap(fresh)
-        _log_changes(current, fresh)
+        _log_changes(current, fresh, previous_check)
         return True
 
     def snapshot(self) -> Snapshot:
@@ -105,16 +109,22 @@ class ModelRegistry:
         metrics.publish_snapshot(fresh)
 
 
-def _log_changes(old: Snapshot, new: Snapshot) -> None:
-    """One line per model whose routing changed, and one per new problem."""
+def _log_changes(old: Snapshot, new: Snapshot, previous_check: float | None) -> None:
+    """One line per model whose routing changed, and one per new problem.
+
+    Each says when this process last looked at the store before (`previous_check_at`, Unix
+    time): the change landed after that look, so how late it was noticed is plain to see.
+    """
+    since = {"previous_check_at": previous_check}
     for name, entry in new.models.items():
         before = old.models.get(name)
         routing = _routing_summary(entry)
         if before is None or _routing_summary(before) != routing:
-            log.info("model %s routing changed", name, extra={"fields": routing})
+            log.info("model %s routing changed", name, extra={"fields": {**routing, **since}})
         for problem in entry.problems:
             if before is None or problem not in before.problems:
-                log.error("model %s: %s", name, problem, extra={"fields": {"problem": problem}})
+                fields = {"problem": problem, **since}
+                log.error("model %s: %s", name, problem, extra={"fields": fields})
 
 
 def _routing_summary(entry: ModelEntry) -> dict[str, object]:

@@ -30,6 +30,22 @@ def _register(url: str, artifact: Path) -> requests.Response:
         )
 
 
+def _wait_until_every_worker_loaded(server: GunicornServer, versions: set[str]) -> None:
+    """Until every worker logged loading each of iris `versions` (the registering worker loads
+    at once; the others at their next poll of the store, later on a busy machine)."""
+
+    def loaded() -> bool:
+        workers = server.worker_pids()
+        done = {
+            (entry["pid"], entry["version"])
+            for entry in server.log_entries()
+            if entry.get("model") == "iris" and "load_seconds" in entry and entry["level"] == "INFO"
+        }
+        return all((pid, version) in done for pid in workers for version in versions)
+
+    wait_until(loaded, 30, f"every worker to load iris versions {sorted(versions)}")
+
+
 def _converter_modules_of_every_worker(server: GunicornServer, reports: Path, since: float):
     """Each worker's converter modules, once every worker has reported after `since`."""
 
@@ -58,13 +74,15 @@ def test_a_registered_forest_serves_on_onnx_and_no_worker_imports_the_converter(
     )
     with server:
         server.wait_for_workers()
-        started = time.time()
         forest = _register(server.url, save_iris_forest(tmp_path / "forest.skops", trees=20))
         assert forest.status_code == 201, forest.text
         centroid = _register(server.url, save_iris_nearest_centroid(tmp_path / "centroid.skops"))
         assert centroid.status_code == 201, centroid.text
+        # Each worker's report must come from after it loaded (and can serve) both versions.
+        _wait_until_every_worker_loaded(server, {"2", "3"})
+        loaded = time.time()
 
-        modules = _converter_modules_of_every_worker(server, reports, started)
+        modules = _converter_modules_of_every_worker(server, reports, loaded)
         assert len(modules) == 3
         assert modules == {pid: [] for pid in modules}
         assert forest.json()["backend"] == {"name": "onnx", "input_dtype": "float32"}

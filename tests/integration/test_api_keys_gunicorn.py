@@ -18,10 +18,12 @@ import requests
 
 from ml_app.core import apikeys
 from tests.support.keys import keyed_gunicorn
+from tests.support.polling import wait_until
 from tests.support.reference import IRIS_SETOSA
 from tests.support.server import GunicornServer
 
 RELOAD_INTERVAL = 0.5  # ML_APP_RELOAD_INTERVAL: how soon a changed keys file must take effect
+ANSWERS_PER_PHASE = 40  # requests of a key in each phase of the load
 ROW = IRIS_SETOSA
 _V2_HEADER = (
     b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP64",'
@@ -144,6 +146,14 @@ class KeyedLoad:
             self.answers.append((name, sent, time.monotonic(), status))
             time.sleep(0.005)
 
+    def wait_for(self, name: str, after: float, count: int = ANSWERS_PER_PHASE) -> None:
+        """Until `count` of `name`'s requests sent after `after` were answered (bounded)."""
+
+        def answered() -> bool:
+            return sum(n == name and sent > after for n, sent, *_ in self.answers) >= count
+
+        wait_until(answered, 60, f"{count} answers for {name} sent after {after}")
+
     def statuses(self, name: str, after: float = 0.0, before: float = float("inf")) -> set:
         """Statuses of `name`'s requests sent after `after` and answered before `before`."""
         return {
@@ -160,17 +170,20 @@ def test_keys_added_and_revoked_under_load_take_effect_within_the_interval(keyed
     # The new key's value is made before the file knows it, so the load can try it early.
     arriving = apikeys.new_key()
     load_keys = {"stays": keys["good"], "leaving": leaving, "arriving": arriving}
+    # Each phase lasts until every key it is about was tried enough, not a fixed time: on a
+    # loaded machine a second may hold only a few requests.
     with KeyedLoad(server.url, load_keys) as load:
-        time.sleep(1.0)
+        for name in load_keys:
+            load.wait_for(name, after=0.0)
         revoking = time.monotonic()
         apikeys.revoke_key(keys_file, "leaving")
         revoked_at = time.monotonic()
-        time.sleep(1.0)
+        load.wait_for("leaving", after=revoked_at + RELOAD_INTERVAL)
         adding = time.monotonic()
         arriving_entry = apikeys.ApiKey("arriving", apikeys.key_digest(arriving).hex())
         apikeys.write_keys(keys_file, (*apikeys.read_keys(keys_file), arriving_entry))
         added_at = time.monotonic()
-        time.sleep(1.5)
+        load.wait_for("arriving", after=added_at + RELOAD_INTERVAL)
     assert load.statuses("stays") == {200}  # never a failed request for a key that stays valid
     assert load.statuses("leaving", before=revoking) == {200}
     assert load.statuses("leaving", after=revoked_at + RELOAD_INTERVAL) == {401}

@@ -31,12 +31,12 @@ from tests.support.training import save_iris_forest
 
 WORKERS = 3
 INTERVAL = 0.5  # ML_APP_RELOAD_INTERVAL for these servers
-# The promise (README): a change is in force in every worker within one reload interval plus
-# the time that worker took to load the version being shipped. On top of those two, a worker
-# reads the store's fingerprint and control files, builds the snapshot and writes its log line
-# (a few ms each), and a 2-core machine running this load and 3 workers can keep a woken
-# thread waiting for a CPU for a few hundred ms; log times are in milliseconds.
-SCHEDULING_SLACK = 1.0
+# The promise (README): each worker applies a change at its first look at the store after the
+# change landed; it looks every interval (ml_app.core.reload). How soon that look comes
+# on a loaded 2-core machine is up to the scheduler, so the log line's previous_check_at (the
+# look before) is checked against the landing instead of a clock. The landing is the file's
+# mtime, from the kernel's coarse clock: up to one tick (at most 10 ms) behind the write.
+FILE_CLOCK_TICK = 0.01
 MAX_SECONDS = 60.0
 # How long to wait for every worker to report a change before giving up (far past the promise).
 SWITCH_WAIT = 20.0
@@ -73,20 +73,6 @@ def _wait_for_every_worker(server: GunicornServer, matches: Callable[[dict], boo
     return wait_until(everyone, SWITCH_WAIT, "every worker to log the change", interval=0.1)
 
 
-def _load_seconds(entries: list[dict], pid: int, version: str, since: float) -> float:
-    """How long worker `pid` took to load iris `version` after `since` (0 if it reused it)."""
-    loads = [
-        e["load_seconds"]
-        for e in entries
-        if e["pid"] == pid
-        and e.get("model") == "iris"
-        and e.get("version") == version
-        and "load_seconds" in e
-        and _timestamp(e) >= since
-    ]
-    return max(loads, default=0.0)
-
-
 @dataclass
 class Change:
     """A change made under load: the load, when it started and landed, each worker's line."""
@@ -97,14 +83,9 @@ class Change:
     switched: dict[int, dict]
 
 
-def _check_phase(
-    server: GunicornServer, change: Change, live: set[str], serving: str, shipped: str
-) -> None:
-    """Zero errors, only live versions, one clean switch per worker within the promise.
-
-    `shipped` is the version the change made the store route to (loaded, or refused, by each
-    worker); `serving` the one that answers afterwards.
-    """
+def _check_phase(server: GunicornServer, change: Change, live: set[str], serving: str) -> None:
+    """Zero errors, only live versions, one clean switch per worker at its first look after
+    the change; `serving` is the version that answers afterwards."""
     load, switched = change.load, change.switched
     failures = [a for a in load.answers if a.status != 200 or a.error]
     assert failures == [], failures[:5]
@@ -112,9 +93,9 @@ def _check_phase(
     assert {a.version for a in load.answers} <= live
     entries = server.log_entries()
     for pid, entry in switched.items():
-        delay = _timestamp(entry) - change.landed
-        load_seconds = _load_seconds(entries, pid, shipped, change.started)
-        assert delay <= INTERVAL + load_seconds + SCHEDULING_SLACK, (pid, delay, load_seconds)
+        # applied at the first look after the change landed, never a later one
+        looked_before = entry["previous_check_at"] - change.landed
+        assert looked_before < FILE_CLOCK_TICK, (pid, looked_before, entry)
     # per worker, in the order it served: old version(s), then `serving`, never back again
     by_id = {a.request_id: a for a in load.answers}
     sequences: dict[int, list[str]] = defaultdict(list)
@@ -185,7 +166,7 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
     # 1. ship version 2 and make it production while requests flow
     ship = partial(models_command, store, "register", "iris", str(forest), "--alias", "production")
     change = _under_load(server, store, ship, _routing_to("2"))
-    _check_phase(server, change, live={"1", "2"}, serving="2", shipped="2")
+    _check_phase(server, change, live={"1", "2"}, serving="2")
 
     # 2. a release that fails verification (trained with another scikit-learn) goes in:
     #    the old version keeps serving, with zero errors, and every worker reports why
@@ -199,7 +180,7 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
 
     refused = "alias production -> 3 is not in force"
     change = _under_load(server, store, ship_broken, lambda e: refused in e.get("problem", ""))
-    _check_phase(server, change, live={"2"}, serving="2", shipped="3")
+    _check_phase(server, change, live={"2"}, serving="2")
     failed = {e["pid"] for e in server.log_entries() if e.get("error") and e.get("version") == "3"}
     assert failed - {server.process.pid} == server.worker_pids()
     for _ in range(WORKERS * 2):  # whichever worker answers reports it
@@ -212,7 +193,7 @@ def test_rollout_broken_release_and_rollback_under_load(server, store, forest):
     # 3. roll back to version 1
     roll_back = partial(models_command, store, "alias", "set", "iris", "production", "1")
     change = _under_load(server, store, roll_back, _routing_to("1"))
-    _check_phase(server, change, live={"1", "2"}, serving="1", shipped="1")
+    _check_phase(server, change, live={"1", "2"}, serving="1")
 
 
 def _ask_as_callers(url: str, keys: list[str], rounds: int) -> tuple[dict, dict]:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.integration.test_metrics_gunicorn import assert_totals, predict_all
+from tests.support.polling import wait_until
 from tests.support.prometheus import scrape
 from tests.support.reference import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.support.server import GunicornServer
@@ -18,6 +19,8 @@ from tests.support.tmpfs import fill, small_tmpfs
 
 WORKERS = 3
 PREDICTIONS = 600
+SCRAPED_CHUNKS = 12  # the predictions go in chunks, one more scrape finished after each
+CHUNK = PREDICTIONS // SCRAPED_CHUNKS
 PREDICT_ROUTE = {"route": "/predict", "method": "POST"}
 
 
@@ -61,8 +64,13 @@ def test_recycled_workers_leave_no_files_and_totals_stay_exact(recycling_server:
     server = recycling_server
     scraper = Scraper(server)
     scraper.start()
-    rows = [IRIS_SETOSA, IRIS_VIRGINICA] * (PREDICTIONS // 2)
-    answers = predict_all(server, rows)
+    answers = []
+    # In chunks, each followed by one more finished scrape at least: how many scrapes see the
+    # churn must not depend on how fast a loaded machine serves the predictions.
+    for _ in range(SCRAPED_CHUNKS):
+        scraped = len(scraper.totals)
+        answers += predict_all(server, [IRIS_SETOSA, IRIS_VIRGINICA] * (CHUNK // 2))
+        wait_until(lambda n=scraped: len(scraper.totals) > n, 60, "one more scrape")
     seen = scraper.stop()
     assert [(status, label) for status, label, _ in answers] == [
         (200, "setosa"),

@@ -12,7 +12,7 @@ from sklearn import datasets
 
 from ml_app.core.model import PARITY_TOLERANCE
 from tests.support import reference
-from tests.support.http import predict_rows
+from tests.support.http import predict_across_workers
 from tests.support.reference import IRIS_SETOSA
 from tests.support.server import GunicornServer, ready_gunicorn
 
@@ -35,7 +35,9 @@ def test_every_worker_answers_the_forest_like_scikit_learn(onnx_server, demo_sto
     assert set(expected_labels) == {"malignant", "benign"}  # both classes are compared
 
     asked = [rows[i % len(rows)].tolist() for i in range(240)]
-    answers = predict_rows(onnx_server.url, asked, "/models/breast_cancer/predict", threads=9)
+    # Rounds until two processes answered: several forked workers, each with its own session.
+    path = "/models/breast_cancer/predict"
+    answers = predict_across_workers(onnx_server, asked, workers=2, path=path)
     for index, answer in enumerate(answers):
         assert answer.status == 200, answer.body
         assert answer.body["prediction"] == expected_labels[index % len(rows)], index

@@ -105,6 +105,7 @@ class CollectingSink:
         self.first_request: float | None = None
         self.accepted: list[tuple[dict[str, str], bytes]] = []
         self.refused = 0
+        self.refused_at: list[float] = []  # time.monotonic() of each refusal
         self.lock = threading.Lock()
         sink = self
 
@@ -133,6 +134,7 @@ class CollectingSink:
                 self.first_request = now
             if now - self.first_request < self.refuse_for:
                 self.refused += 1
+                self.refused_at.append(now)
                 return 503
             self.accepted.append((headers, body))
             return 200

@@ -29,10 +29,21 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port nobody listens on right now (another process may take it before it is used)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def bound_socket() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1: the port is held from this moment on.
+
+    It does not listen (Gunicorn does, once it is up: until then connections are refused, as
+    before any server), and without SO_REUSEADDR no other socket can bind the port meanwhile.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 def terminate(process: subprocess.Popen | None, grace: float = 20) -> None:
@@ -65,7 +76,12 @@ def wait_for_http(url: str, alive: Callable[[], bool], timeout: float = 60) -> N
 
 
 class GunicornServer:
-    """Real Gunicorn with gunicorn.conf.py; stdout goes to a log file the tests can read."""
+    """Real Gunicorn with gunicorn.conf.py; stdout goes to a log file the tests can read.
+
+    The listening socket is made here and handed to Gunicorn (GUNICORN_BIND=fd://N): a port
+    picked free and bound later, seconds into the start, could be taken meanwhile by any
+    process on the machine (a client's ephemeral port, another test's server).
+    """
 
     def __init__(
         self,
@@ -78,7 +94,8 @@ class GunicornServer:
     ) -> None:
         self.wait_for = wait_for
         self.config = config  # relative to the project root
-        self.port = free_port()
+        self.listener = bound_socket()
+        self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         # Set before Python starts, as every start command must; one directory per server.
@@ -96,13 +113,15 @@ class GunicornServer:
 
     def start(self, timeout: float = 60) -> GunicornServer:
         """Start and wait until `wait_for` answers 200 or the process dies."""
-        with self.log_path.open("wb") as log:
+        with self.listener, self.log_path.open("wb") as log:
+            # Gunicorn owns the socket from here on; once it stops, the port refuses connections.
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--config", self.config],
                 cwd=PROJECT_ROOT,
-                env=self.env,
+                env={**self.env, "GUNICORN_BIND": f"fd://{self.listener.fileno()}"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                pass_fds=(self.listener.fileno(),),
             )
         try:
             wait_for_http(self.url + self.wait_for, lambda: self.process.poll() is None, timeout)
@@ -113,6 +132,7 @@ class GunicornServer:
 
     def stop(self) -> None:
         """SIGTERM (graceful), then SIGKILL if it lingers; always reaps the process."""
+        self.listener.close()  # a server never started lets go of its port too
         terminate(self.process)
 
     def worker_pids(self) -> set[int]:
@@ -139,6 +159,12 @@ class GunicornServer:
             if line.startswith(b"{"):
                 entries.append(orjson.loads(line))
         return entries
+
+    def served_in(self, request_id: str) -> float:
+        """Seconds the server spent on a request, from its access line: unlike the client's
+        clock, it leaves out the time the request queued for a worker on a busy machine."""
+        (entry,) = [e for e in self.log_entries() if e.get("request_id") == request_id]
+        return entry["latency_ms"] / 1000
 
     def __enter__(self) -> GunicornServer:
         return self.start()

@@ -34,6 +34,7 @@ def test_servers_started_by_tests_get_no_setting_from_the_shell(monkeypatch, tmp
     for name, value in FROM_THE_SHELL.items():
         monkeypatch.setenv(name, value)
     server = GunicornServer(tmp_path, tmp_path / "server.log", ML_APP_BACKEND="onnx")
+    server.stop()  # never started: lets go of the port it holds
     settings = {k: v for k, v in server.env.items() if k.startswith(SETTING_PREFIXES)}
     assert settings == {"ML_APP_STORE": str(tmp_path), "ML_APP_BACKEND": "onnx"}
 

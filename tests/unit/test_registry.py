@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import time
 
 import pytest
 
@@ -172,3 +174,17 @@ def test_model_folder_without_versions_is_not_a_model_yet(store):
     registry = _registry(store)
     assert "fresh" not in registry.snapshot().models
     assert registry.not_ready_reasons() == []
+
+
+def test_a_change_is_logged_with_when_the_store_was_last_looked_at(store, caplog):
+    registry = _registry(store)
+    unchanged_from = time.time()
+    assert registry.refresh() is False  # a look that found nothing new
+    unchanged_until = time.time()
+    add_version(store, "iris", "2")
+    with caplog.at_level(logging.INFO, logger="ml_app.registry"):
+        assert registry.refresh() is True
+    (changed,) = [r for r in caplog.records if r.getMessage() == "model iris routing changed"]
+    # the change landed after that look: an operator sees how late it was noticed at most
+    assert unchanged_from <= changed.fields["previous_check_at"] <= unchanged_until
+    assert changed.fields["default_version"] == "2"
