@@ -104,6 +104,12 @@ class RateLimitStoreDown(ApiError):
     status, code = 503, "rate_limit_store_unavailable"
 
 
+class RegistrationTimeout(ApiError):
+    """Registering a version took longer than a request may (a busy server): nothing written."""
+
+    status, code = 503, "registration_timeout"
+
+
 class StoreError(Exception):
     """A model version cannot be read or trusted; the message says why, for operators."""
 

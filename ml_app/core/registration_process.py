@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from ml_app.core.config import Settings, child_environment
+from ml_app.core.errors import RegistrationTimeout
 from ml_app.core.lifecycle import (
     LifecycleError,
     NewVersion,
@@ -50,8 +51,13 @@ def register_in_child(settings: Settings, new: NewVersion, metadata_file: Path) 
             env=child_environment(settings, _POLICY_SETTINGS),
             check=False,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise RegistrationCrashed(f"registration took over {CHILD_TIMEOUT_SECONDS:g} s") from exc
+    except subprocess.TimeoutExpired:
+        # subprocess.run killed the child. A version appears by one final rename, so the store
+        # holds it whole or not at all (an alias may be missing): the client looks, then retries.
+        raise RegistrationTimeout(
+            f"Registration did not finish within {CHILD_TIMEOUT_SECONDS:g} s (the server is "
+            f"busy): see GET /admin/models/{new.name} for what the store holds, then try again."
+        ) from None
     try:
         answer = orjson.loads(done.stdout.splitlines()[-1])
     except (IndexError, orjson.JSONDecodeError):

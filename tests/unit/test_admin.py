@@ -10,6 +10,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from ml_app import create_app
+from ml_app.core import registration_process
 from ml_app.core.store import ModelStore
 from tests.support.training import (
     BOOSTING_TYPES,
@@ -271,3 +272,14 @@ def test_register_declares_a_feature_source_from_form_fields(admin, store, tmp_p
     assert (refused.status_code, refused.get_json()["code"]) == (422, "invalid_input")
     assert "feature_source" in refused.get_json()["error"]
     assert ModelStore(store).versions("iris") == ["1", "2"]
+
+
+def test_a_registration_that_runs_out_of_time_is_a_503_and_the_store_stays_whole(
+    admin, store, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(registration_process, "CHILD_TIMEOUT_SECONDS", 0.05)
+    response = _upload(admin, save_iris_forest(tmp_path / "forest.skops", trees=3).read_bytes())
+    body = response.get_json()
+    assert (response.status_code, body["code"]) == (503, "registration_timeout"), body
+    assert "0.05 s" in body["error"] and "/admin/models/iris" in body["error"]
+    assert ModelStore(store).versions("iris") == ["1"]  # the child was stopped before writing

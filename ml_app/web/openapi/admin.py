@@ -88,7 +88,7 @@ OPERATIONS = {
         {
             **answer("Registered", json_content(Registered), status=201),
             **_UNAUTHORIZED,
-            **failures(400, 404, 413, 422),
+            **failures(400, 404, 413, 422, 503),
         },
         body={"multipart/form-data": {"schema": Upload}},
     ),
