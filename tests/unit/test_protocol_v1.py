@@ -20,6 +20,14 @@ def test_root_models_and_readiness(client):
     assert "'nope'" in missing.get_json()["error"]
 
 
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
+def test_the_predict_path_asked_with_another_method_is_405_not_an_unknown_model(client, method):
+    answer = getattr(client, method)("/v1/models/iris:predict")
+    body = answer.get_json()
+    assert (answer.status_code, body["code"]) == (405, "method_not_allowed"), body
+    assert "POST" in answer.headers["Allow"]
+
+
 def test_instances_as_lists_and_objects(client, demo_store):
     expected = reference.labels(demo_store, "iris", ROWS)
     lists = client.post("/v1/models/iris:predict", json={"instances": ROWS.tolist()})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import BaseConverter
 
 from ml_app.web.body import batch_limits, read_json_object
 from ml_app.web.openapi.operations import IRIS_ROWS, answer, failures, json_content, operation
@@ -18,6 +20,20 @@ answer_invalid_input_with_400(bp)
 _REQUEST = V1Request()
 
 
+class ModelName(BaseConverter):
+    """A model name in a V1 path: never holds a colon (no store name does; see core.store), so
+    `GET /v1/models/iris:predict` is the predict route asked with the wrong method (405), not
+    the readiness of a model called "iris:predict"."""
+
+    regex = "[^/:]+"
+
+
+@bp.record_once
+def _add_model_name_converter(state: BlueprintSetupState) -> None:
+    # Recorded before the routes, so it runs before their rules are added to the app.
+    state.app.url_map.converters.setdefault("model", ModelName)
+
+
 @bp.get("/")
 def server_live() -> Response:
     """KServe's liveness answer at the root."""
@@ -30,14 +46,14 @@ def list_models() -> Response:
     return json_response({"models": [entry.name for entry in app_state().registry.entries()]})
 
 
-@bp.get("/v1/models/<name>")
+@bp.get("/v1/models/<model:name>")
 def model_ready(name: str) -> Response:
     """200 `{"ready": true}` when the model can serve; 404 unknown, 503 failed to load."""
     model = app_state().registry.resolve(name)
     return json_response({"name": model.name, "ready": True})
 
 
-@bp.post("/v1/models/<name>:predict")
+@bp.post("/v1/models/<model:name>:predict")
 @prediction_endpoint
 def predict(name: str) -> Response:
     """Predict `instances` (rows) or `inputs` (rows or named columns)."""
