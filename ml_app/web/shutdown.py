@@ -103,11 +103,14 @@ def _let_go(listener: Any) -> None:
 
     The main thread may be in select() or accept() on that fd: closing it there could hand the
     number to another file. dup2 puts an idle listening socket (loopback, never connected to)
-    in its place in one step, so those calls just find nothing to accept.
+    in its place in one step, so those calls just find nothing to accept. It is non-blocking, as
+    the listener was: an accept() called on it after the swap returns at once and the worker's
+    loop sees it must stop (a blocking one would hang the worker until the master killed it).
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as idle:
         idle.bind(("127.0.0.1", 0))
         idle.listen(1)
+        idle.setblocking(False)  # O_NONBLOCK lives on the file, which the dup2 shares
         os.dup2(idle.fileno(), listener.fileno())
 
 
